@@ -1,0 +1,364 @@
+"""Run configuration: nested dataclasses, loaded from flat YAML, overridable with ``key=value``.
+
+A config file holds the sections ``model``, ``data``, ``optim``, ``train`` and ``stage1`` …
+``stage3`` plus the top-level keys ``stages``, ``seed`` and ``name``. Every key is optional; a key
+that does not exist is an error naming it and listing the valid ones, so a typo never passes
+silently. Command-line overrides use dotted keys whose values are parsed as YAML::
+
+    offnet train configs/off_tiny_synth_rgb.yaml optim.clip_grad_norm=20 stage2.lr=0.01 data.flip=false
+
+The fully resolved config (:meth:`Config.to_yaml`) is written to ``config.yaml`` in every run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "OptimConfig",
+    "StageConfig",
+    "TrainConfig",
+    "Config",
+    "load_config",
+    "apply_overrides",
+]
+
+MODEL_NAMES = ("tsn", "off", "hypnet")
+BACKBONES = ("bninception", "resnet18", "resnet50", "tiny")
+MODALITY_NAMES = ("rgb", "flow", "rawoff", "rgbdiff")
+DATASETS = ("ucf101", "hmdb51", "folder", "list", "synth")
+SAMPLERS = ("tsn", "off", "off_code")
+SCHEDULES = ("multistep", "cosine", "constant")
+AMP_MODES = ("none", "bf16", "fp16")
+BAD_VIDEO_POLICIES = ("skip", "error")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build: the keyword arguments of ``offnet.create_model`` plus BN policy."""
+
+    name: str = "off"  # tsn | off | hypnet
+    backbone: str = "bninception"  # bninception | resnet18 | resnet50 | tiny
+    modality: str = "rgb"  # rgb | flow | rawoff | rgbdiff
+    pretrained: str | None = None  # backbone weights file (.pt), or None for random init
+    dropout: float = 0.8  # dropout before every classification head (paper/TSN: 0.8)
+    spatial_mode: str = "paper"  # paper (Sobel x/y on 128 ch) | official (32-ch projection, code)
+    replicate_official_misalignment: bool = False  # reproduce the code's spatial-branch pairing bug
+    partial_bn: bool = True  # TSN partial BN in stages 1 and 3: only the first BN layer adapts
+    partial_bn_train_conv1: bool = False  # stage 2: conv1's BN keeps batch statistics (official code)
+
+
+@dataclass
+class DataConfig:
+    """Where the videos are and how clips are sampled and augmented."""
+
+    dataset: str = "ucf101"  # ucf101 | hmdb51 | folder (root/<class>/<video>) | list (list files) | synth
+    root: str | None = None  # dataset root (videos, or the folder tree); required except for synth
+    split: int = 1  # official split number (UCF-101: 1-3, HMDB-51: 1-3)
+    frames_root: str | None = None  # extracted frames (img_00001.jpg, flow_x_00001.jpg …), if used
+    train_list: str | None = None  # dataset=list: "path num_frames label" lines of the training split
+    test_list: str | None = None  # dataset=list: lines of the test split
+    class_file: str | None = None  # dataset=list/folder: one class name per line (optional)
+    sampler: str = "off"  # tsn (TSN segments) | off (paper's exact interval) | off_code (code's grid)
+    num_segments: int = 7  # segments per training clip (paper: 7; TSN: 3)
+    test_segments: int = 25  # segments per test clip (paper: 25)
+    val_segments: int | None = None  # segments per validation clip (None = num_segments)
+    size: int = 224  # network input side in pixels
+    resize_to: int | None = None  # resize frames' shorter side before cropping (None = as decoded)
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # multi-scale crop
+    flip: bool = True  # random horizontal flip at train time (disable for direction-sensitive classes)
+    num_workers: int = 4  # DataLoader worker processes per training process
+    on_bad_video: str = "skip"  # skip (log and drop) | error (stop) for unreadable/too-short videos
+    min_frames: int = 1  # videos with fewer frames count as bad
+    val_fraction: float = 0.1  # part of the TRAIN split held out for validation / fusion weights
+    synth_videos_per_class: int = 8  # dataset=synth: generated videos per class
+    synth_num_classes: int = 3  # dataset=synth: number of generated classes
+    synth_frames: int = 24  # dataset=synth: frames per generated video
+
+
+@dataclass
+class OptimConfig:
+    """SGD settings shared by every stage (paper / TSN values)."""
+
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # on weights only; biases and BN get none (model.param_groups)
+    clip_grad_norm: float | None = 40.0  # global L2 norm clip; None disables
+    nesterov: bool = False
+
+
+@dataclass
+class StageConfig:
+    """Learning-rate schedule and length of one training stage; iteration = one optimiser step."""
+
+    lr: float = 0.02  # base learning rate (times each group's lr_mult)
+    iterations: int | None = 20000  # optimiser steps in this stage
+    epochs: float | None = None  # if set, replaces iterations: passes over the training split
+    schedule: str = "multistep"  # multistep (x gamma at milestones) | cosine (warm restarts) | constant
+    milestones: list[int] = field(default_factory=list)  # multistep: steps where lr is multiplied by gamma
+    gamma: float = 0.1  # multistep factor
+    num_cycles: int = 1  # cosine: equal-length restart cycles over the stage
+    warmup_iters: int = 0  # linear warm-up from lr * warmup_factor over this many steps
+    warmup_factor: float = 0.1  # starting fraction of lr during warm-up
+    loss_weights: dict[str, float] = field(default_factory=dict)  # per level, default 1.0
+
+
+@dataclass
+class TrainConfig:
+    """How the training loop runs: batch, precision, devices, logging and checkpoint cadence."""
+
+    batch_size: int = 16  # clips per forward pass per process (micro-batch)
+    accum_steps: int = 1  # micro-batches per optimiser step (global batch = batch*accum*world)
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 (CPU or CUDA autocast) | fp16 (CUDA autocast + GradScaler)
+    channels_last: bool = False  # convert the model to channels_last memory format
+    checkpoint_every: int = 500  # write last.pt every this many steps (and at the end)
+    val_every: int = 1000  # validate (and maybe write best.pt) every this many steps (and at the end)
+    log_every: int = 20  # log.jsonl / TensorBoard record every this many steps
+    resume: bool = False  # continue from RUN/stage*/last.pt
+    tensorboard: bool = True  # write TensorBoard scalars under RUN/tb
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    name: str = "offnet"  # run name (default run directory runs/<name>)
+    seed: int = 0  # seeds the data order, augmentation, model init and dropout
+    stages: list[int] = field(default_factory=lambda: [1, 2, 3])  # subset of [1, 2, 3], run in order
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # stage 1: TSN backbone (spec 6.1); stage 2: OFF sub-network, paper multistep (6.3); stage 3: fine-tune
+    stage1: StageConfig = field(
+        default_factory=lambda: StageConfig(lr=0.001, iterations=4500, milestones=[2000, 4000])
+    )
+    stage2: StageConfig = field(
+        default_factory=lambda: StageConfig(lr=0.02, iterations=20000, milestones=[10000, 15000, 18000])
+    )
+    stage3: StageConfig = field(
+        default_factory=lambda: StageConfig(lr=2e-4, iterations=4000, schedule="cosine", num_cycles=1)
+    )
+
+    def stage(self, number: int) -> StageConfig:
+        """The settings of stage ``number`` (1, 2 or 3)."""
+        if number not in (1, 2, 3):
+            raise ValueError(f"stage {number!r} does not exist; stages are 1, 2 and 3")
+        return getattr(self, f"stage{number}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict (only str/int/float/bool/None/list/dict)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> Config:
+        """Build and validate a config from a (possibly partial) nested dict."""
+        config = _build(cls, data, prefix="", source=source)
+        config.validate(source=source)
+        return config
+
+    def validate(self, *, source: str = "config") -> None:
+        """Check values that a type alone cannot; raises ``ValueError`` naming the key."""
+        checks: list[tuple[str, Any, tuple]] = [
+            ("model.name", self.model.name, MODEL_NAMES),
+            ("model.backbone", self.model.backbone, BACKBONES),
+            ("model.modality", self.model.modality, MODALITY_NAMES),
+            ("model.spatial_mode", self.model.spatial_mode, ("paper", "official")),
+            ("data.dataset", self.data.dataset, DATASETS),
+            ("data.sampler", self.data.sampler, SAMPLERS),
+            ("data.on_bad_video", self.data.on_bad_video, BAD_VIDEO_POLICIES),
+            ("train.amp", self.train.amp, AMP_MODES),
+        ]
+        for number in (1, 2, 3):
+            checks.append((f"stage{number}.schedule", self.stage(number).schedule, SCHEDULES))
+        for key, value, valid in checks:
+            if value not in valid:
+                raise ValueError(f"{source}: {key}={value!r} is not valid; choose one of {list(valid)}")
+        if (
+            not self.stages
+            or any(s not in (1, 2, 3) for s in self.stages)
+            or self.stages != sorted(set(self.stages))
+        ):
+            raise ValueError(
+                f"{source}: stages={self.stages!r} is not valid; give an increasing subset of [1, 2, 3]"
+            )
+        if self.model.name == "tsn" and self.stages != [1]:
+            raise ValueError(
+                f"{source}: model.name=tsn has only stage 1; set stages: [1] (got {self.stages})"
+            )
+        positive = {
+            "data.num_segments": self.data.num_segments,
+            "data.test_segments": self.data.test_segments,
+            "data.size": self.data.size,
+            "data.min_frames": self.data.min_frames,
+            "train.batch_size": self.train.batch_size,
+            "train.accum_steps": self.train.accum_steps,
+            "train.checkpoint_every": self.train.checkpoint_every,
+            "train.val_every": self.train.val_every,
+            "train.log_every": self.train.log_every,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{source}: {key}={value!r} must be at least 1")
+        if self.model.name != "tsn" and self.data.num_segments < 2:
+            raise ValueError(
+                f"{source}: model.name={self.model.name} needs data.num_segments >= 2 (pairs of segments); "
+                f"got {self.data.num_segments}"
+            )
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise ValueError(f"{source}: data.val_fraction={self.data.val_fraction!r} must be in [0, 1)")
+        if self.data.num_workers < 0:
+            raise ValueError(f"{source}: data.num_workers={self.data.num_workers!r} must be >= 0")
+        if not 0.0 <= self.model.dropout < 1.0:
+            raise ValueError(f"{source}: model.dropout={self.model.dropout!r} must be in [0, 1)")
+        for number in self.stages:
+            stage = self.stage(number)
+            key = f"stage{number}"
+            if stage.iterations is None and stage.epochs is None:
+                raise ValueError(f"{source}: {key} needs {key}.iterations or {key}.epochs")
+            if stage.iterations is not None and stage.iterations < 1:
+                raise ValueError(f"{source}: {key}.iterations={stage.iterations!r} must be at least 1")
+            if stage.epochs is not None and stage.epochs <= 0:
+                raise ValueError(f"{source}: {key}.epochs={stage.epochs!r} must be positive")
+            if stage.lr <= 0:
+                raise ValueError(f"{source}: {key}.lr={stage.lr!r} must be positive")
+            if stage.milestones != sorted(stage.milestones):
+                raise ValueError(f"{source}: {key}.milestones={stage.milestones!r} must be increasing")
+            if stage.num_cycles < 1 or stage.warmup_iters < 0:
+                raise ValueError(f"{source}: {key}.num_cycles must be >= 1 and {key}.warmup_iters >= 0")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``hint`` (ints are accepted for floats)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0])
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{source}: {key}={value!r} must be a list")
+        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: {key}={value!r} must be a mapping")
+        return {str(k): _coerce(v, item, f"{key}.{k}", source) for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{source}: {key}={value!r} must be a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{source}: {key}={value!r} must be an integer")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{source}: {key}={value!r} must be true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str | Path):
+            raise ValueError(f"{source}: {key}={value!r} must be a string")
+        return str(value)
+    raise TypeError(f"unsupported config annotation {hint!r} for {key}")  # internal
+
+
+def _build(cls: type, data: Any, *, prefix: str, source: str, base: Any = None) -> Any:
+    """Instantiate ``cls`` from ``data``; keys not given keep the values of ``base`` (or the defaults)."""
+    where = prefix.rstrip(".") or "top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: {where} must be a mapping of keys to values, got {data!r}")
+    types_ = _field_types(cls)
+    unknown = sorted(set(map(str, data)) - set(types_))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key {prefix}{unknown[0]!s} at {where}; valid keys: {sorted(types_)}"
+        )
+    instance = base if base is not None else cls()
+    kwargs = {}
+    for name, value in data.items():
+        hint = types_[name]
+        if dataclasses.is_dataclass(hint):
+            default = getattr(instance, name)
+            kwargs[name] = _build(hint, value, prefix=f"{prefix}{name}.", source=source, base=default)
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}", source)
+    return dataclasses.replace(instance, **kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings to a nested dict (values parsed with ``yaml.safe_load``)."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy through plain types
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.clip_grad_norm=20)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"override {item!r}: value {raw!r} is not valid YAML ({exc})") from exc
+        _set_dotted(data, key.strip(), value)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist (see configs/ for examples)")
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{source}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{source}: the top level must be a mapping (model:, data:, …), got {loaded!r}")
+        data = loaded or {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{source} + overrides"
+    return Config.from_dict(data, source=source)
