@@ -1,0 +1,75 @@
+"""Model and backbone registries: ``create_model`` / ``list_models``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..modalities import get_modality
+from .backbone import Backbone
+from .bninception import bninception
+from .networks import ARCHS, ActionRecognizer
+from .resnet import resnet18, resnet50
+from .tiny import tiny
+from .weights import load_backbone_weights
+
+__all__ = ["create_model", "list_models", "list_backbones", "BACKBONES"]
+
+#: backbone name -> (factory, default input size in pixels)
+BACKBONES: dict[str, tuple[Callable[..., Backbone], int]] = {
+    "bninception": (bninception, 224),
+    "resnet18": (resnet18, 224),
+    "resnet50": (resnet50, 224),
+    "tiny": (tiny, 112),
+}
+
+
+def list_models() -> list[str]:
+    """The architectures :func:`create_model` builds."""
+    return list(ARCHS)
+
+
+def list_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone: str = "bninception",
+                 pretrained: str | Path | None = None, dropout: float = 0.8, spatial_mode: str = "paper",
+                 replicate_official_misalignment: bool = False, reduce_channels: int | None = None,
+                 subnet_width: float | None = None) -> ActionRecognizer:
+    """Build a ``tsn`` / ``off`` / ``hypnet`` model.
+
+    Args:
+        name: architecture, one of :func:`list_models`.
+        num_classes: number of action classes.
+        modality: ``rgb``, ``flow``, ``rawoff`` or ``rgbdiff`` (see :mod:`offnet.modalities`).
+        backbone: ``bninception`` (default, as the paper), ``resnet18``, ``resnet50`` or ``tiny``.
+        pretrained: a local file of backbone weights (a converted BN-Inception or torchvision ResNet
+            state dict). Non-RGB modalities get TSN's cross-modality init of the first convolution.
+        dropout: before every classifier (0.8 in the paper).
+        spatial_mode: OFF operator mode, ``paper`` (Sobel x/y on the reduced feature) or ``official``.
+        replicate_official_misalignment: reproduce the authors' training-time pairing bug (spec §8.1).
+        reduce_channels: channels of the per-tap 1×1 reduction (default 128; 32 for ``tiny``).
+        subnet_width: width multiplier of the OFF sub-network (default 1; 0.25 for ``tiny``).
+
+    Returns:
+        an :class:`~offnet.models.networks.ActionRecognizer` mapping ``(B, T, C, H, W)`` to
+        ``{level: (B, num_classes)}``.
+    """
+    if name not in ARCHS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(ARCHS)}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
+    mod = get_modality(modality)
+    factory, size = BACKBONES[backbone]
+    net = factory(in_channels=mod.network_channels)
+    if pretrained is not None:
+        load_backbone_weights(net, pretrained, first_conv=net.first_conv)
+    config = dict(name=name, num_classes=num_classes, modality=modality, backbone=backbone, dropout=dropout,
+                  spatial_mode=spatial_mode, replicate_official_misalignment=replicate_official_misalignment,
+                  reduce_channels=reduce_channels, subnet_width=subnet_width)
+    return ActionRecognizer(
+        arch=name, backbone=net, num_classes=num_classes, modality=modality, dropout=dropout,
+        spatial_mode=spatial_mode, replicate_official_misalignment=replicate_official_misalignment,
+        reduce_channels=reduce_channels, subnet_width=subnet_width, default_size=size, config=config,
+    )
