@@ -9,7 +9,8 @@ Short videos are padded by **clamping to the last frame**: a segment that would 
 frame ``L - 1``. For example ``L = 3`` frames, ``T = 7`` segments and ``new_length = 5`` give seven
 identical segments ``[0, 1, 2, 2, 2]`` with ``"tsn"`` and ``"off_code"``, and ``[0, 1, 2, 2, 2]``,
 ``[1, 2, 2, 2, 2]``, then five ``[2, 2, 2, 2, 2]`` with ``"off"`` (interval 1). ``L = 10``, ``T = 3``,
-``new_length = 5`` (TSN test) gives the starts ``[1, 3, 5]`` (``avail = L - n + 1 = 6`` starts, tick 2: ``⌊1 + 2i⌋``) and segment 2 reads ``5 … 9``.
+``new_length = 5`` (TSN test) gives the starts ``[1, 3, 5]`` (``avail = L - n + 1 = 6`` starts, tick 2:
+``⌊1 + 2i⌋``) and segment 2 reads ``5 … 9``.
 
 Schemes (``make_sampler`` name):
 
