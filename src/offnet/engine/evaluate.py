@@ -1,0 +1,431 @@
+"""The paper's test protocol: many segments and crops per video, per-level video scores, saved results.
+
+Protocol (off_spec.md §7.1, the authors' ``tools/test.py``): each test video is sampled at 25 segments
+(frames per segment from the modality: 1 RGB, 5 flow/Raw OFF, 6 RGB-diff), each frame is cut into 1, 3
+or 10 crops, and every level of the model gives raw logits per segment (backbone level) or per pair of
+consecutive segments (OFF levels). For each level the logits are
+
+1. aggregated over crops by ``max`` (the code's ``crop_agg=np.max``; ``mean`` is the other choice),
+2. averaged over segments / pairs (the model's consensus),
+
+which gives one ``(num_classes,)`` score per video and level. No softmax is applied.
+
+Crop aggregation comes first, so it needs per-segment logits: models whose ``forward`` accepts
+``consensus=False`` (returning ``{level: (B, S, K)}``) are scored exactly as above. For a model without
+it the consensus comes first and the crops are aggregated afterwards; for ``mean`` the result is the same,
+for ``max`` it differs, and a warning says so.
+
+Crops are pushed through the model in chunks (``chunk_images`` frames per forward) so 25 segments × 10
+crops of BN-Inception at 224 px fit in memory.
+
+Results are stored by :func:`save_eval` as ``scores.npz`` (format ``offnet-scores-v1``, read back by
+:func:`load_eval`), ``metrics.json`` and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from offnet.data.records import VideoRecord
+from offnet.engine.metrics import ClassificationMetrics, compute_metrics, plot_confusion
+from offnet.modalities import get_modality
+
+__all__ = [
+    "SCORES_FORMAT",
+    "CROP_AGGREGATIONS",
+    "EvalResult",
+    "evaluate",
+    "score_clips",
+    "aggregate_crops",
+    "save_eval",
+    "load_eval",
+    "result_metrics",
+]
+
+logger = logging.getLogger(__name__)
+
+SCORES_FORMAT = "offnet-scores-v1"
+CROP_AGGREGATIONS = ("max", "mean")
+VALID_CROPS = (1, 3, 10)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-video scores of one model on one set of videos.
+
+    ``scores[level]`` is ``(N, num_classes)`` float32 raw-logit video scores for every level of the
+    model, ``labels`` ``(N,)`` int64, ``names`` the ``N`` video names (matching key for fusion),
+    ``class_names`` the ``num_classes`` names. ``meta`` records how the scores were made (modality,
+    segments, crops, crop_agg, and — when the CLI fills them — dataset, split, subset, checkpoint).
+    """
+
+    scores: dict[str, np.ndarray]
+    labels: np.ndarray
+    names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    backbone_level: str
+    final_level: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels shape {self.labels.shape} does not match {n} video names")
+        for level, scores in self.scores.items():
+            if scores.shape != (n, len(self.class_names)):
+                raise ValueError(
+                    f"scores of level {level!r} have shape {scores.shape}, expected "
+                    f"({n}, {len(self.class_names)}) = (videos, classes)"
+                )
+        for level in (self.backbone_level, self.final_level):
+            if level not in self.scores:
+                raise ValueError(f"level {level!r} has no scores (levels: {list(self.scores)})")
+        if len(set(self.names)) != n:
+            dup = next(name for name in self.names if self.names.count(name) > 1)
+            raise ValueError(
+                f"video name {dup!r} occurs more than once; names must be unique to match videos"
+            )
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.scores)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def fused_backbone_final(self) -> np.ndarray | None:
+        """Plain sum of backbone and final level, ``(N, K)`` — the paper's "RGB + OFF(RGB)" (None for TSN)."""
+        if self.backbone_level == self.final_level:
+            return None
+        return self.scores[self.backbone_level].astype(np.float64) + self.scores[self.final_level]
+
+
+def aggregate_crops(logits: torch.Tensor, how: str) -> torch.Tensor:
+    """Reduce ``(B, crops, …)`` over the crop dimension by ``max`` or ``mean`` → ``(B, …)``."""
+    if how == "max":
+        return logits.amax(dim=1)
+    if how == "mean":
+        return logits.mean(dim=1)
+    raise ValueError(f"unknown crop aggregation {how!r}; choose one of {list(CROP_AGGREGATIONS)}")
+
+
+def _supports_segment_logits(model: nn.Module) -> bool:
+    try:
+        return "consensus" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+
+
+@torch.no_grad()
+def score_clips(
+    model: nn.Module,
+    clips: torch.Tensor,
+    *,
+    crop_agg: str = "max",
+    chunk_images: int = 256,
+) -> dict[str, torch.Tensor]:
+    """Video scores of a batch of multi-crop clips: ``{level: (B, num_classes)}``.
+
+    Args:
+        model: a model in eval mode following the offnet model API.
+        clips: ``(B, crops, T, C, H, W)`` or ``(B, T, C, H, W)`` (one crop).
+        crop_agg: ``"max"`` (code) or ``"mean"`` over crops, applied to per-segment logits.
+        chunk_images: at most this many frames (``B·crops·T``) per forward; at least one crop is
+            always pushed at once.
+    """
+    if crop_agg not in CROP_AGGREGATIONS:
+        raise ValueError(f"unknown crop aggregation {crop_agg!r}; choose one of {list(CROP_AGGREGATIONS)}")
+    if clips.dim() == 5:
+        clips = clips.unsqueeze(1)  # (B, 1, T, C, H, W)
+    if clips.dim() != 6:
+        raise ValueError(f"clips must be (B, crops, T, C, H, W) or (B, T, C, H, W), got {tuple(clips.shape)}")
+    B, crops, T, C, H, W = clips.shape
+    per_segment = _supports_segment_logits(model)
+    step = max(1, chunk_images // max(1, B * T))
+    pieces: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, crops, step):
+        chunk = clips[:, start : start + step]
+        c = chunk.shape[1]
+        x = chunk.reshape(B * c, T, C, H, W)  # (B*c, T, C, H, W)
+        out = model(x, consensus=False) if per_segment else model(x)
+        for level, logits in out.items():
+            # per-segment: (B*c, S, K) -> (B, c, S, K); consensus-first: (B*c, K) -> (B, c, K)
+            pieces.setdefault(level, []).append(logits.float().reshape(B, c, *logits.shape[1:]))
+    result: dict[str, torch.Tensor] = {}
+    for level, parts in pieces.items():
+        logits = torch.cat(parts, dim=1)  # (B, crops, S, K) or (B, crops, K)
+        reduced = aggregate_crops(logits, crop_agg)  # (B, S, K) or (B, K)
+        result[level] = reduced.mean(dim=1) if per_segment else reduced  # (B, K)
+    return result
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def evaluate(
+    model: nn.Module,
+    records: Sequence[VideoRecord],
+    class_names: Sequence[str],
+    *,
+    modality: str,
+    segments: int = 25,
+    crops: int = 1,
+    size: int,
+    sampler: Any,
+    input_spec: Any,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    crop_agg: str = "max",
+    chunk_images: int = 256,
+    seed: int = 0,
+    on_bad_video: str = "raise",
+) -> EvalResult:
+    """Score every video of ``records`` with the test protocol (module docstring) and return the scores.
+
+    Args:
+        model: offnet model (``levels``, ``backbone_level``, ``final_level``); put in eval mode here.
+        records: the test (or validation) videos.
+        class_names: names indexed by label; their count must equal the model's classes.
+        modality: ``rgb`` | ``flow`` | ``rawoff`` | ``rgbdiff`` (frames per segment follow from it).
+        segments: segments per video (paper: 25).
+        crops: 1 (centre), 3 or 10 (4 corners + centre, and their flips) crops of ``size`` px.
+        size: crop side in pixels.
+        sampler: a sampler name (built with ``make_sampler(..., test=True)``) or a sampler object.
+        input_spec: the model's :class:`~offnet.models.backbone.InputSpec` (mean/std/BGR/0–255).
+        batch_size: videos per loader batch.
+        num_workers: loader worker processes.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` … or ``None``/``"auto"``.
+        progress: show a progress bar on stderr.
+        crop_agg: ``max`` (code) or ``mean`` over crops.
+        chunk_images: frames per forward pass (memory bound).
+        seed: seed of the loader (test sampling and transforms are deterministic; kept for workers).
+        on_bad_video: what the clip dataset does with an undecodable video.
+    """
+    # Imported here so that loading and fusing score files (`offnet fuse`) needs no video decoders.
+    from tqdm.auto import tqdm
+
+    from offnet.data.clips import ClipDataset, make_loader
+    from offnet.data.sampling import make_sampler
+    from offnet.data.transforms import build_transform
+
+    if crops not in VALID_CROPS:
+        raise ValueError(f"crops must be one of {list(VALID_CROPS)}, got {crops}")
+    if segments < 1:
+        raise ValueError(f"segments must be >= 1, got {segments}")
+    if crop_agg not in CROP_AGGREGATIONS:
+        raise ValueError(f"unknown crop aggregation {crop_agg!r}; choose one of {list(CROP_AGGREGATIONS)}")
+    if not records:
+        raise ValueError("no videos to evaluate: the record list is empty")
+    mod = get_modality(modality)
+    levels = tuple(model.levels)
+    if isinstance(sampler, str):
+        sampler = make_sampler(
+            sampler, num_segments=segments, new_length=mod.frames_per_segment, test=True,
+            test_segments=segments,
+        )
+    transform = build_transform(
+        train=False, size=size, modality=modality, mean=input_spec.mean, std=input_spec.std,
+        bgr=input_spec.bgr, scale255=input_spec.scale255, flip=False, crops=crops,
+    )
+    dataset = ClipDataset(
+        list(records), modality=modality, sampler=sampler, transform=transform, seed=seed,
+        test_crops=crops, on_bad_video=on_bad_video,
+    )
+    loader = make_loader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=seed, drop_last=False,
+    )
+    dev = _resolve_device(device)
+    model.eval().to(dev)
+    if not _supports_segment_logits(model) and crop_agg == "max" and crops > 1:
+        logger.warning(
+            "model.forward has no consensus=False: crops are max-aggregated after the segment consensus, "
+            "not before as in the authors' code"
+        )
+    per_level: dict[str, list[np.ndarray]] = {level: [] for level in levels}
+    labels: list[np.ndarray] = []
+    bar = tqdm(total=len(records), desc="test", unit="video", disable=not progress, file=sys.stderr)
+    try:
+        for clips, batch_labels in loader:
+            scores = score_clips(model, clips.to(dev, non_blocking=True), crop_agg=crop_agg,
+                                 chunk_images=chunk_images)
+            for level in levels:
+                per_level[level].append(scores[level].cpu().numpy().astype(np.float32))
+            labels.append(np.asarray(batch_labels, dtype=np.int64).reshape(-1))
+            bar.update(len(labels[-1]))
+    finally:
+        bar.close()
+    label_array = np.concatenate(labels)
+    names = _names_of(dataset, records, len(label_array))
+    num_classes = per_level[levels[0]][0].shape[1]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"{len(class_names)} class names for a model with {num_classes} classes; they must match"
+        )
+    result = EvalResult(
+        scores={level: np.concatenate(parts) for level, parts in per_level.items()},
+        labels=label_array,
+        names=names,
+        class_names=tuple(str(c) for c in class_names),
+        backbone_level=str(model.backbone_level),
+        final_level=str(model.final_level),
+        meta={
+            "modality": modality,
+            "segments": segments,
+            "crops": crops,
+            "crop_agg": crop_agg,
+            "size": size,
+            "crop_then_consensus": _supports_segment_logits(model),
+            "model": dict(getattr(model, "config", {}) or {}),
+        },
+    )
+    logger.info("scored %d videos at %d segments x %d crops", len(names), segments, crops)
+    return result
+
+
+def _names_of(dataset: Any, records: Sequence[VideoRecord], n: int) -> tuple[str, ...]:
+    """Names of the scored videos, in loader order (the dataset's records when it drops bad videos)."""
+    kept = getattr(dataset, "records", records)
+    names = tuple(r.name for r in kept)
+    if len(names) != n:
+        raise RuntimeError(f"scored {n} videos but the dataset lists {len(names)}; cannot match names")
+    return names
+
+
+def result_metrics(result: EvalResult) -> dict[str, ClassificationMetrics]:
+    """Metrics per level, plus ``"backbone+final"`` (plain sum) when the model has a sub-network."""
+    out = {level: compute_metrics(s, result.labels, result.class_names) for level, s in result.scores.items()}
+    fused = result.fused_backbone_final
+    if fused is not None:
+        out["backbone+final"] = compute_metrics(fused, result.labels, result.class_names)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``scores.npz``, ``metrics.json`` and ``confusion.png`` (final level) into ``out_dir``.
+
+    ``scores.npz`` holds ``format``, ``levels``, ``scores_<level>`` ``(N, K)`` float32, ``labels``,
+    ``names``, ``class_names``, ``backbone_level``, ``final_level`` and ``meta`` (a JSON string).
+    ``metrics.json`` holds top-1, top-5, mean class accuracy and per-class accuracy for every level,
+    for the final level and for the backbone + final plain sum. Returns the written paths.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _jsonable(result.meta)
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(SCORES_FORMAT),
+        "levels": np.array(result.levels),
+        "labels": result.labels.astype(np.int64),
+        "names": np.array(result.names),
+        "class_names": np.array(result.class_names),
+        "backbone_level": np.array(result.backbone_level),
+        "final_level": np.array(result.final_level),
+        "meta": np.array(json.dumps(meta)),
+    }
+    for level, scores in result.scores.items():
+        arrays[f"scores_{level}"] = scores.astype(np.float32)
+    scores_path = out / "scores.npz"
+    np.savez_compressed(scores_path, **arrays)
+
+    metrics = result_metrics(result)
+    final = metrics[result.final_level]
+    report = {
+        "meta": meta,
+        "num_videos": len(result.names),
+        "backbone_level": result.backbone_level,
+        "final_level": result.final_level,
+        "levels": {level: m.to_dict() for level, m in metrics.items() if level in result.scores},
+        "final": {"level": result.final_level, **final.to_dict()},
+        "fused_backbone_final": (
+            {"levels": [result.backbone_level, result.final_level], "weights": [1.0, 1.0],
+             **metrics["backbone+final"].to_dict()}
+            if "backbone+final" in metrics else None
+        ),
+    }
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(report, indent=2) + "\n")
+    confusion_path = plot_confusion(
+        final.confusion, result.class_names, out / "confusion.png",
+        title=f"{meta.get('modality', '')} {result.final_level}: mean class acc "
+              f"{100 * final.mean_class_accuracy:.1f}%".strip(),
+    )
+    logger.info("wrote %s, %s, %s", scores_path, metrics_path, confusion_path)
+    return {"scores": scores_path, "metrics": metrics_path, "confusion": confusion_path}
+
+
+def _str(array: np.ndarray) -> str:
+    return str(array.item()) if array.ndim == 0 else str(array)
+
+
+def load_eval(path: str | Path) -> EvalResult:
+    """Read a ``scores.npz`` written by :func:`save_eval` (or a directory holding one).
+
+    ``meta["path"]`` is set to the file read, so later errors can name it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "scores.npz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"score file {str(path)!r} does not exist; write one with `offnet test RUN --out DIR`"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as exc:  # zipfile/format errors come in several types
+        raise ValueError(f"{str(path)!r} is not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+    fmt = _str(arrays["format"]) if "format" in arrays else None
+    if fmt != SCORES_FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is not an offnet score file (format {fmt!r}, expected {SCORES_FORMAT!r}); "
+            "pass the scores.npz written by `offnet test`"
+        )
+    try:
+        levels = [str(level) for level in arrays["levels"]]
+        meta = json.loads(_str(arrays["meta"]))
+        meta["path"] = str(path)
+        return EvalResult(
+            scores={level: arrays[f"scores_{level}"] for level in levels},
+            labels=arrays["labels"].astype(np.int64),
+            names=tuple(str(n) for n in arrays["names"]),
+            class_names=tuple(str(c) for c in arrays["class_names"]),
+            backbone_level=_str(arrays["backbone_level"]),
+            final_level=_str(arrays["final_level"]),
+            meta=meta,
+        )
+    except KeyError as exc:
+        raise ValueError(f"{str(path)!r} lacks the array {exc}; the file is incomplete") from exc
