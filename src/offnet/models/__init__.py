@@ -1,7 +1,7 @@
 """Models: backbones, the OFF operator, the OFF sub-network and the TSN / OFF / Hyp-Net recognizers."""
 
-from .backbone import SCALES, Backbone, InputSpec
 from ._registry import BACKBONES, create_model, list_backbones, list_models
+from .backbone import SCALES, Backbone, InputSpec
 from .fusion import fuse_scores
 from .networks import ActionRecognizer
 from .off import OFFOperator, sobel_xy, temporal_difference

@@ -1,0 +1,89 @@
+"""Loading weights from local files: round trips, torchvision files, cross-modality init, bad files."""
+
+import logging
+
+import pytest
+import torch
+
+import offnet
+from offnet.models import load_state_dict_checked, read_state_dict
+from offnet.models.resnet import resnet18
+
+
+def test_state_dict_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = offnet.create_model("off", num_classes=4, backbone="tiny").eval()
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    other = offnet.create_model("off", num_classes=4, backbone="tiny").eval()
+    missing, unexpected = load_state_dict_checked(other, read_state_dict(path))
+    assert missing == [] and unexpected == []
+    x = torch.randn(1, 3, 3, 64, 64)
+    a, b = model(x), other(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchvision_resnet_checkpoint_loads_and_reports_head_keys(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="offnet")
+    sd = resnet18().state_dict()
+    sd["fc.weight"] = torch.zeros(1000, 512)
+    sd["fc.bias"] = torch.zeros(1000)
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(sd, path)
+    model = offnet.create_model("tsn", num_classes=4, backbone="resnet18", pretrained=path)
+    assert torch.equal(model.backbone.conv1.weight, sd["conv1.weight"])
+    assert "fc.weight" in caplog.text
+
+
+def test_cross_modality_init_averages_rgb_first_conv(tmp_path):
+    sd = resnet18().state_dict()
+    path = tmp_path / "rgb.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, path)
+    model = offnet.create_model("tsn", num_classes=4, backbone="resnet18", modality="flow", pretrained=path)
+    w = model.backbone.conv1.weight
+    assert w.shape[1] == 10
+    assert torch.allclose(w[:, 3], sd["conv1.weight"].mean(dim=1))
+
+
+def test_missing_and_corrupt_and_mismatched_files_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.pth"):
+        offnet.create_model("tsn", num_classes=4, backbone="tiny", pretrained=tmp_path / "nothere.pth")
+    bad = tmp_path / "garbage.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ValueError, match="garbage.pth"):
+        offnet.create_model("tsn", num_classes=4, backbone="tiny", pretrained=bad)
+    truncated = tmp_path / "truncated.pth"
+    torch.save(resnet18().state_dict(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated.pth"):
+        read_state_dict(truncated)
+    not_sd = tmp_path / "list.pth"
+    torch.save([1, 2, 3], not_sd)
+    with pytest.raises(ValueError, match="does not hold a state dict"):
+        read_state_dict(not_sd)
+    wrong = tmp_path / "wrong.pth"
+    sd = resnet18().state_dict()
+    sd["layer1.0.conv1.weight"] = torch.zeros(32, 64, 3, 3)
+    torch.save(sd, wrong)
+    with pytest.raises(ValueError, match=r"layer1\.0\.conv1\.weight.*\(64, 64, 3, 3\).*\(32, 64, 3, 3\)"):
+        offnet.create_model("tsn", num_classes=4, backbone="resnet18", pretrained=wrong)
+
+
+class Evil:
+    """Any class: unpickling it would run arbitrary code paths."""
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(ValueError, match="evil.pth"):
+        read_state_dict(path)
+
+
+def test_head_mismatch_can_be_skipped_for_finetuning():
+    src = offnet.create_model("tsn", num_classes=4, backbone="tiny")
+    dst = offnet.create_model("tsn", num_classes=9, backbone="tiny")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        load_state_dict_checked(dst, src.state_dict())
+    missing, _ = load_state_dict_checked(dst, src.state_dict(), strict_shapes=False)
+    assert missing == ["heads.rgb.fc.bias", "heads.rgb.fc.weight"]
