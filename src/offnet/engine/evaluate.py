@@ -198,8 +198,9 @@ def evaluate(
     progress: bool = True,
     crop_agg: str = "max",
     chunk_images: int = 256,
+    resize_to: int | None = None,
     seed: int = 0,
-    on_bad_video: str = "raise",
+    on_bad_video: str = "fail",
 ) -> EvalResult:
     """Score every video of ``records`` with the test protocol (module docstring) and return the scores.
 
@@ -219,6 +220,7 @@ def evaluate(
         progress: show a progress bar on stderr.
         crop_agg: ``max`` (code) or ``mean`` over crops.
         chunk_images: frames per forward pass (memory bound).
+        resize_to: resize frames' shorter side before cropping (``None``: as decoded).
         seed: seed of the loader (test sampling and transforms are deterministic; kept for workers).
         on_bad_video: what the clip dataset does with an undecodable video.
     """
@@ -247,6 +249,7 @@ def evaluate(
     transform = build_transform(
         train=False, size=size, modality=modality, mean=input_spec.mean, std=input_spec.std,
         bgr=input_spec.bgr, scale255=input_spec.scale255, flip=False, crops=crops,
+        resize_to=resize_to,
     )
     dataset = ClipDataset(
         list(records), modality=modality, sampler=sampler, transform=transform, seed=seed,

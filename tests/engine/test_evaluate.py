@@ -1,0 +1,105 @@
+"""The test protocol: max over crops of per-segment logits, then mean over segments/pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from eval_fixtures import ConsensusOnlyToy, ToySegmentModel, make_result
+
+from offnet.engine.evaluate import EvalResult, aggregate_crops, result_metrics, save_eval, score_clips
+
+
+def _clips() -> torch.Tensor:
+    """``(B=1, crops=2, T=3, C=3, H=2, W=2)`` with flat frames: channel values per (crop, segment)."""
+    values = torch.tensor(
+        [
+            # crop 0: segments 0, 1, 2 (3 channel values each)
+            [[4.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 5.0]],
+            # crop 1
+            [[0.0, 2.0, 1.0], [3.0, 0.0, 1.0], [1.0, 1.0, 1.0]],
+        ]
+    )  # (crops, T, C)
+    return values[None, :, :, :, None, None].expand(1, 2, 3, 3, 2, 2).contiguous()
+
+
+def test_max_over_crops_then_mean_over_segments_by_hand():
+    scores = score_clips(ToySegmentModel(num_classes=3).eval(), _clips(), crop_agg="max")
+    # backbone: per segment max over crops: [4,2,1], [3,1,1], [1,1,5] -> mean [8/3, 4/3, 7/3]
+    torch.testing.assert_close(scores["rgb"], torch.tensor([[8 / 3, 4 / 3, 7 / 3]]))
+    # pairs per crop: crop0 [-4,1,0], [0,-1,4]; crop1 [3,-2,0], [-2,1,0]
+    # max over crops: [3,1,0], [0,1,4] -> mean [1.5, 1, 2]
+    torch.testing.assert_close(scores["off7"], torch.tensor([[1.5, 1.0, 2.0]]))
+
+
+def test_mean_over_crops():
+    scores = score_clips(ToySegmentModel(num_classes=3).eval(), _clips(), crop_agg="mean")
+    # mean over both crops and segments: crop0 mean [4/3, 1/3, 7/3], crop1 [4/3, 1, 1]
+    torch.testing.assert_close(scores["rgb"], torch.tensor([[4 / 3, 2 / 3, 5 / 3]]))
+
+
+def test_order_matters_for_max_and_the_consensus_only_fallback_differs():
+    exact = score_clips(ToySegmentModel(num_classes=3).eval(), _clips(), crop_agg="max")
+    fallback = score_clips(ConsensusOnlyToy(num_classes=3).eval(), _clips(), crop_agg="max")
+    # consensus first: crop0 [4/3, 1/3, 7/3], crop1 [4/3, 1, 1] -> max [4/3, 1, 7/3]
+    torch.testing.assert_close(fallback["rgb"], torch.tensor([[4 / 3, 1.0, 7 / 3]]))
+    assert not torch.allclose(fallback["rgb"], exact["rgb"])
+    same = score_clips(ConsensusOnlyToy(num_classes=3).eval(), _clips(), crop_agg="mean")
+    torch.testing.assert_close(same["rgb"], score_clips(ToySegmentModel(), _clips(), crop_agg="mean")["rgb"])
+
+
+@pytest.mark.parametrize("chunk_images", [1, 3, 6, 1000])
+def test_chunking_crops_changes_nothing(chunk_images):
+    torch.manual_seed(0)
+    clips = torch.randn(2, 10, 3, 3, 8, 8)
+    reference = score_clips(ToySegmentModel().eval(), clips, chunk_images=10_000)
+    chunked = score_clips(ToySegmentModel().eval(), clips, chunk_images=chunk_images)
+    for level in reference:
+        torch.testing.assert_close(chunked[level], reference[level])
+
+
+def test_single_crop_clip_shape_is_accepted():
+    clips = _clips()[:, 0]  # (B, T, C, H, W)
+    scores = score_clips(ToySegmentModel(num_classes=3).eval(), clips)
+    torch.testing.assert_close(scores["rgb"], torch.tensor([[4 / 3, 1 / 3, 7 / 3]]))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="crop aggregation 'median'"):
+        aggregate_crops(torch.zeros(1, 2, 3), "median")
+    with pytest.raises(ValueError, match=r"\(B, crops, T, C, H, W\)"):
+        score_clips(ToySegmentModel(), torch.zeros(2, 3, 4))
+
+
+def test_eval_result_checks_shapes_and_unique_names():
+    with pytest.raises(ValueError, match="expected \\(2, 2\\)"):
+        make_result({"rgb": [[0, 1, 2], [0, 1, 2]], "off7": [[0, 1], [0, 1]]}, [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="'a' occurs more than once"):
+        make_result({"rgb": [[0, 1], [0, 1]], "off7": [[0, 1], [0, 1]]}, [0, 1], ["a", "a"])
+    with pytest.raises(ValueError, match="level 'off7' has no scores"):
+        make_result({"rgb": [[0, 1]]}, [0], ["a"])
+
+
+def test_metrics_per_level_and_plain_sum(tmp_path):
+    # rgb right on v1 only, off7 right on v2 only; their sum is right on both.
+    result = make_result({"rgb": [[2.0, 0.0], [1.0, 0.5]], "off7": [[0.0, 1.0], [0.0, 3.0]]},
+                         [0, 1], ["v1", "v2"])
+    metrics = result_metrics(result)
+    assert metrics["rgb"].top1 == 0.5 and metrics["off7"].top1 == 0.5
+    assert metrics["backbone+final"].top1 == 1.0
+    save_eval(result, tmp_path)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["final"]["level"] == "off7" and report["final"]["top1"] == 0.5
+    assert report["fused_backbone_final"]["top1"] == 1.0
+    assert set(report["levels"]) == {"rgb", "off7"}
+    assert report["levels"]["rgb"]["per_class_accuracy"] == {"a": 1.0, "b": 0.0}
+
+
+def test_tsn_result_has_no_plain_sum(tmp_path):
+    result = EvalResult(scores={"rgb": np.eye(2, dtype=np.float32)}, labels=np.array([0, 1]),
+                        names=("x", "y"), class_names=("a", "b"), backbone_level="rgb", final_level="rgb")
+    assert "backbone+final" not in result_metrics(result)
+    save_eval(result, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["fused_backbone_final"] is None
