@@ -1,0 +1,120 @@
+"""``offnet fuse`` and ``offnet test`` end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offnet.cli import main
+from offnet.engine.evaluate import EvalResult, save_eval
+
+sys.path.insert(0, str(Path(__file__).parent / "engine"))  # tests/engine is not a package
+from eval_fixtures import make_result  # noqa: E402
+
+
+def _write(tmp_path: Path, name: str, result: EvalResult) -> Path:
+    return save_eval(result, tmp_path / name)["scores"]
+
+
+def _pair(subset: str, names: list[str], split: int = 1, seed: int = 0):
+    """RGB and flow results on the same videos; flow's final level carries the signal."""
+    rng = np.random.default_rng(seed)
+    n = len(names)
+    labels = rng.integers(0, 2, size=n)
+    onehot = np.eye(2)[labels]
+    rgb = make_result({"rgb": rng.normal(0, 3, (n, 2)), "off7": onehot * 0.3 + rng.normal(0, 1, (n, 2))},
+                      labels.tolist(), names, subset=subset, split=split)
+    flow = make_result({"flow": rng.normal(0, 3, (n, 2)), "off7": onehot * 2 + rng.normal(0, 1, (n, 2))},
+                       labels.tolist(), names, backbone_level="flow",
+                       modality="flow", subset=subset, split=split)
+    return rgb, flow
+
+
+def test_fuse_plain_sum_prints_and_writes(tmp_path, capsys):
+    rgb, flow = _pair("test", [f"t{i}" for i in range(20)])
+    paths = [_write(tmp_path, "rgb", rgb), _write(tmp_path, "flow", flow)]
+    assert main(["fuse", *map(str, paths), "--out", str(tmp_path / "fused")]) == 0
+    out = capsys.readouterr().out
+    for label in ("rgb:rgb", "rgb:off7", "flow:flow", "flow:off7", "fused"):
+        assert label in out
+    summary = json.loads((tmp_path / "fused" / "fusion.json").read_text())
+    assert summary["splits"]["0"]["weights"] == [1.0, 1.0, 1.0, 1.0]
+    fused = np.load(tmp_path / "fused" / "fused_scores.npz")
+    expected = sum(r.scores[lvl].astype(np.float64) for r, lvl in
+                   [(rgb, "rgb"), (rgb, "off7"), (flow, "flow"), (flow, "off7")])
+    np.testing.assert_allclose(fused["scores"], expected, rtol=1e-5)
+
+
+def test_fuse_weights_and_levels(tmp_path, capsys):
+    rgb, flow = _pair("test", [f"t{i}" for i in range(10)])
+    paths = [_write(tmp_path, "rgb", rgb), _write(tmp_path, "flow", flow)]
+    code = main(["fuse", *map(str, paths), "--levels", "off7", "--weights", "0.5,2",
+                 "--out", str(tmp_path / "o")])
+    assert code == 0
+    fused = np.load(tmp_path / "o" / "fused_scores.npz")["scores"]
+    np.testing.assert_allclose(fused, 0.5 * rgb.scores["off7"] + 2 * flow.scores["off7"], rtol=1e-5)
+    assert main(["fuse", *map(str, paths), "--weights", "1,2"]) == 1
+    assert "2 weights for 4 streams" in capsys.readouterr().err
+
+
+def test_fuse_names_missing_videos(tmp_path, capsys):
+    rgb, _ = _pair("test", ["a", "b", "c"])
+    _, flow = _pair("test", ["a", "b", "zz"])
+    paths = [_write(tmp_path, "rgb", rgb), _write(tmp_path, "flow", flow)]
+    assert main(["fuse", *map(str, paths)]) == 1
+    err = capsys.readouterr().err
+    assert "missing from it: c" in err and "only in it: zz" in err
+
+
+def test_fuse_search_uses_validation_and_refuses_test(tmp_path, capsys):
+    rgb, flow = _pair("test", [f"t{i}" for i in range(30)], seed=1)
+    rgb_val, flow_val = _pair("val", [f"v{i}" for i in range(40)], seed=2)
+    test_paths = [_write(tmp_path, "rgb", rgb), _write(tmp_path, "flow", flow)]
+    val_paths = [_write(tmp_path, "rgb_val", rgb_val), _write(tmp_path, "flow_val", flow_val)]
+    # refusing: the --val files are test scores
+    assert main(["fuse", *map(str, test_paths), "--search", "--val", *map(str, test_paths)]) == 1
+    assert "refusing to search fusion weights" in capsys.readouterr().err
+    # refusing: --search without --val
+    assert main(["fuse", *map(str, test_paths), "--search"]) == 1
+    assert "never tuned on the test scores" in capsys.readouterr().err
+    code = main(["fuse", *map(str, test_paths), "--search", "--val", *map(str, val_paths),
+                 "--grid", "0,1,3", "--out", str(tmp_path / "s")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "weights searched on validation scores" in out and "applied unchanged to the test scores" in out
+    summary = json.loads((tmp_path / "s" / "fusion.json").read_text())["splits"]["0"]
+    assert summary["search"]["method"] == "grid" and summary["search"]["evaluated"] == 27
+    weights = summary["weights"]
+    assert weights[0] == 1.0 and weights[3] > max(weights[1:3])  # flow:off7 is the informative stream
+    plain = sum(r.scores[lvl] for r, lvl in [(rgb_val, "rgb"), (rgb_val, "off7"), (flow_val, "flow"),
+                                               (flow_val, "off7")])
+    assert summary["search"]["val_top1"] > (plain.argmax(1) == rgb_val.labels).mean()
+
+
+def test_fuse_preset(tmp_path, capsys):
+    rgb, flow = _pair("test", [f"t{i}" for i in range(8)])
+    rgb = make_result({**rgb.scores, "off14": rgb.scores["off7"] * 0},
+                      rgb.labels.tolist(), list(rgb.names))
+    paths = [_write(tmp_path, "flow", flow), _write(tmp_path, "rgb", rgb)]
+    assert main(["fuse", *map(str, paths), "--preset", "code-rgb-flow"]) == 0
+    out = capsys.readouterr().out
+    assert "rgb:off14" in out and "1.6" in out and "0.9" in out
+
+
+def test_fuse_split_average(tmp_path, capsys):
+    paths = []
+    for split in (1, 2, 3):
+        rgb, _ = _pair("test", [f"s{split}_{i}" for i in range(12)], split=split, seed=split)
+        paths.append(_write(tmp_path, f"rgb{split}", rgb))
+    assert main(["fuse", *map(str, paths), "--split-average", "--out", str(tmp_path / "avg")]) == 0
+    out = capsys.readouterr().out
+    assert "split 1:" in out and "split 3:" in out and "mean over splits [1, 2, 3]" in out
+    summary = json.loads((tmp_path / "avg" / "fusion.json").read_text())
+    per_split = [summary["splits"][s]["fused"]["top1"] for s in ("1", "2", "3")]
+    assert summary["mean"]["top1"] == pytest.approx(np.mean(per_split))
+    assert main(["fuse", str(paths[0]), "--split-average"]) == 1
+    assert "at least two splits" in capsys.readouterr().err
