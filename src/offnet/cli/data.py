@@ -1,0 +1,175 @@
+"""``offnet data check`` (validate a dataset before training), ``offnet data synth`` (synthetic benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "data",
+        help="check a dataset, or write the synthetic benchmark",
+        description="Dataset tools: `check` validates a dataset, `synth` writes a synthetic one.",
+    )
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: _help(p))
+
+    c = actions.add_parser(
+        "check",
+        help="count videos per split and class, list every missing/unreadable/short video",
+        description="Parse a dataset split and open every video: counts per subset and class, then every "
+        "missing, empty, unreadable, truncated or too-short video and every frame folder whose RGB/flow "
+        "counts break the N RGB / N-1 flow rule. Exits 1 when anything is wrong "
+        "(with --on-bad-video skip: when nothing usable remains).",
+    )
+    c.add_argument(
+        "--dataset", required=True, choices=["ucf101", "hmdb51", "folder", "list"], help="layout of ROOT"
+    )
+    c.add_argument("--root", required=True, type=Path, help="dataset root folder")
+    c.add_argument("--split", type=int, default=1, help="official split 1..3 (ucf101/hmdb51; default 1)")
+    c.add_argument(
+        "--frames-root",
+        type=Path,
+        default=None,
+        help="check the extracted frame folders here (`offnet extract-flow` output) instead of videos",
+    )
+    c.add_argument("--train-list", type=Path, default=None, help="train list file (--dataset list)")
+    c.add_argument("--test-list", type=Path, default=None, help="test list file (--dataset list)")
+    c.add_argument("--class-file", type=Path, default=None, help="class names, one per line (--dataset list)")
+    c.add_argument(
+        "--min-frames",
+        type=int,
+        default=1,
+        help="videos with fewer usable frames are bad (e.g. the segments x frames per segment; default 1)",
+    )
+    c.add_argument(
+        "--on-bad-video",
+        choices=["fail", "skip"],
+        default="fail",
+        help="fail: exit 1 on any bad video (default); skip: list them and exit 0 if some remain",
+    )
+    c.add_argument(
+        "--write-lists",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write train/test list files 'path num_frames label' of the usable videos + classes.txt",
+    )
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="threads opening videos (default: min(8, CPUs))",
+    )
+    c.add_argument(
+        "--max-listed", type=int, default=200, help="list at most this many bad videos (default 200)"
+    )
+    c.set_defaults(func=run_check)
+
+    s = actions.add_parser(
+        "synth",
+        help="write the synthetic benchmark (UCF-101 layout)",
+        description="Write the synthetic action benchmark into ROOT in the UCF-101 layout "
+        "(videos/<Class>/*.avi + ucfTrainTestlist/), ready for `offnet data check --dataset ucf101`.",
+    )
+    s.add_argument("root", type=Path, help="folder to create (must be empty or absent)")
+    s.add_argument(
+        "--classes", default=None, help="comma-separated subset of the synthetic classes (default: all)"
+    )
+    s.add_argument("--videos-per-class", type=int, default=12, help="videos per class (default 12)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--size", type=int, default=64, help="frame side in px, multiple of 16 (default 64)")
+    s.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
+    s.set_defaults(func=run_synth)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from offnet.data.check import check_dataset, write_split_lists
+
+    if args.min_frames < 1:
+        raise ValueError(f"--min-frames must be >= 1, got {args.min_frames}")
+    if args.dataset == "list" and args.train_list is None and args.test_list is None:
+        raise ValueError("--dataset list needs --train-list and/or --test-list (files of 'path label' lines)")
+    list_files = {k: v for k, v in (("train", args.train_list), ("test", args.test_list)) if v is not None}
+    report = check_dataset(
+        args.dataset,
+        args.root,
+        split=args.split,
+        list_files=list_files,
+        class_file=args.class_file,
+        frames_root=args.frames_root,
+        min_frames=args.min_frames,
+        workers=args.workers,
+        progress=True,
+    )
+    what = f"frame folders under {args.frames_root}" if args.frames_root else f"videos under {report.base}"
+    print(f"{args.dataset} split {args.split}: {len(report.class_names)} classes, {what}")
+    subsets = list(report.subsets)
+    width = max([len("class")] + [len(n) for n in report.class_names])
+    print(f"{'class':<{width}}  " + "  ".join(f"{s:>7} {'bad':>4}" for s in subsets))
+    for name, good, bad in report.per_class():
+        print(f"{name:<{width}}  " + "  ".join(f"{good[s]:>7} {bad[s] or '':>4}" for s in subsets))
+    for s, rep in report.subsets.items():
+        print(f"{s}: {rep.total} listed, {len(rep.good)} usable, {len(rep.bad)} bad")
+    bad = report.bad
+    if bad:
+        print(f"\n{len(bad)} bad video(s):")
+        for b in bad[: args.max_listed]:
+            print(f"  {b}")
+        if len(bad) > args.max_listed:
+            print(f"  … and {len(bad) - args.max_listed} more (raise --max-listed to see them)")
+    ok = report.ok(args.on_bad_video)
+    if args.write_lists is not None:
+        if report.usable == 0:
+            print("no usable video: no list written")
+        else:
+            for path in write_split_lists(report, args.write_lists):
+                print(f"wrote {path}")
+            print(
+                f"load them with: --dataset list --root {report.base} --train-list "
+                f"{args.write_lists / f'train_split{args.split}.txt'} "
+                f"--class-file {args.write_lists / 'classes.txt'}"
+            )
+    if ok:
+        skipped = f" ({len(bad)} bad video(s) will be skipped)" if bad else ""
+        print(f"OK: {report.usable} usable video(s){skipped}")
+        return 0
+    if args.on_bad_video == "fail" and bad:
+        print("FAILED: fix or remove the videos above, or pass --on-bad-video skip to train without them")
+    else:
+        print("FAILED: no usable video")
+    return 1
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from offnet.data.synth import SYNTH_CLASSES, write_synthetic_dataset
+
+    classes = None
+    if args.classes:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        unknown = [c for c in classes if c not in SYNTH_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown synthetic class(es) {unknown}; choose from {', '.join(SYNTH_CLASSES)}")
+    root = write_synthetic_dataset(
+        args.root,
+        classes=classes,
+        videos_per_class=args.videos_per_class,
+        seed=args.seed,
+        size=args.size,
+        num_frames=args.frames,
+        progress=True,
+    )
+    print(
+        f"synthetic dataset in {root} (UCF-101 layout); check it with: "
+        f"offnet data check --dataset ucf101 --root {root}"
+    )
+    return 0
