@@ -1,4 +1,4 @@
-"""List files, class files, path safety, atomic writes, and the ``folder`` / ``list`` layouts of load_split."""
+"""List files, class files, path safety, atomic writes, and load_split's ``folder`` / ``list`` layouts."""
 
 from __future__ import annotations
 
