@@ -118,3 +118,61 @@ def test_fuse_split_average(tmp_path, capsys):
     assert summary["mean"]["top1"] == pytest.approx(np.mean(per_split))
     assert main(["fuse", str(paths[0]), "--split-average"]) == 1
     assert "at least two splits" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ offnet test
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 2-class miniature UCF-101 tree and a run directory holding an untrained tiny OFF checkpoint."""
+    from eval_fixtures import write_tiny_checkpoint, write_ucf_mini
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    data_root = write_ucf_mini(base / "data")
+    run = base / "run"
+    write_tiny_checkpoint(run / "stage2" / "best.pt", data_root)
+    return run, data_root
+
+
+@pytest.mark.slow
+def test_offnet_test_end_to_end(tiny_run, capsys):
+    from offnet.engine.evaluate import load_eval
+
+    run, _ = tiny_run
+    args = ["test", str(run), "--crops", "3", "--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "off7*" in out and "backbone+final" in out and "mean-class" in out
+    folder = run / "test-split1"
+    for name in ("scores.npz", "metrics.json", "confusion.png"):
+        assert (folder / name).is_file()
+    result = load_eval(folder)
+    assert result.levels == ("rgb", "off28", "off14", "off7") and result.final_level == "off7"
+    assert sorted(result.names) == ["v_StillBlock_g01_c01", "v_WanderingBall_g01_c01"]
+    assert result.meta["subset"] == "test" and result.meta["split"] == 1 and result.meta["crops"] == 3
+    assert result.meta["segments"] == 3 and result.meta["stage"] == 2
+    assert all(np.isfinite(s).all() and s.shape == (2, 2) for s in result.scores.values())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["final"]["level"] == "off7" and 0.0 <= metrics["final"]["top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_offnet_test_val_subset_then_search(tiny_run, tmp_path, capsys):
+    from offnet.engine.evaluate import load_eval
+
+    run, _ = tiny_run
+    common = ["--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main(["test", str(run / "stage2" / "best.pt"), "--out", str(tmp_path / "t"), *common]) == 0
+    assert main(["test", str(run), "--subset", "val", "--out", str(tmp_path / "v"), *common]) == 0
+    test, val = load_eval(tmp_path / "t"), load_eval(tmp_path / "v")
+    assert val.meta["subset"] == "val" and val.names and not set(val.names) & set(test.names)
+    capsys.readouterr()
+    assert main(["fuse", str(tmp_path / "t"), "--search", "--val", str(tmp_path / "v")]) == 0
+    assert "weights searched on validation scores" in capsys.readouterr().out
+
+
+def test_offnet_test_errors_name_the_problem(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
+    assert main(["test", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["test", str(run), "--data-root", str(tmp_path / "nowhere"), "--device", "cpu"]) == 1
+    assert "nowhere" in capsys.readouterr().err

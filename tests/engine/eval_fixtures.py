@@ -4,7 +4,8 @@ trainer's).
 * :func:`make_result` builds an :class:`EvalResult` from literal score tables.
 * :class:`ToySegmentModel` follows the offnet model API with per-segment logits that a test can compute
   by hand: the logit of class ``k`` for one frame is the mean of channel ``k`` of the frame.
-* :func:`ucf_mini` writes a 2-class miniature dataset in UCF-101 layout (short generated videos).
+* :func:`write_ucf_mini` writes a 2-class miniature dataset in UCF-101 layout (short generated videos);
+  :func:`write_tiny_checkpoint` a checkpoint of an untrained tiny-backbone model that points at it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from offnet.engine.evaluate import EvalResult
 
-__all__ = ["make_result", "ToySegmentModel", "ConsensusOnlyToy", "write_ucf_mini"]
+__all__ = ["make_result", "ToySegmentModel", "ConsensusOnlyToy", "write_ucf_mini", "write_tiny_checkpoint"]
 
 
 def make_result(
@@ -82,40 +83,35 @@ class ConsensusOnlyToy(ToySegmentModel):
 
 
 
-def write_ucf_mini(root: Path, *, size: tuple[int, int] = (96, 72), frames: int = 40) -> Path:
-    """Write a 2-class UCF-101-style tree and return ``root``.
+def write_ucf_mini(root: Path, *, videos_per_class: int = 4, num_frames: int = 16) -> Path:
+    """A 2-class miniature dataset in UCF-101 layout (the synthetic benchmark's appearance classes,
+    64 px, ``videos_per_class`` clips each: one test group per class, the rest train)."""
+    from offnet.data.synth import write_synthetic_dataset
 
-    ``root/videos/<Class>/v_<Class>_gXX_cYY.avi`` (MJPG, ``size`` W×H, ``frames`` frames), plus
-    ``root/splits/classInd.txt``, ``trainlist01.txt`` and ``testlist01.txt``. Class ``Bright`` videos
-    are light with a moving bar, class ``Dark`` videos dark: a trained or hand-built model can tell them
-    apart.
-    """
-    import cv2
+    return write_synthetic_dataset(
+        Path(root), classes=["StillBlock", "WanderingBall"], videos_per_class=videos_per_class, size=64,
+        num_frames=num_frames, progress=False,
+    )
 
-    classes = ("Bright", "Dark")
-    root = Path(root)
-    (root / "splits").mkdir(parents=True, exist_ok=True)
-    train, test = [], []
-    rng = np.random.default_rng(0)
-    w, h = size
-    for ci, cls in enumerate(classes):
-        folder = root / "videos" / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        for group in (1, 2, 8, 9):
-            name = f"v_{cls}_g{group:02d}_c01"
-            path = folder / f"{name}.avi"
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
-            base = 200 if ci == 0 else 40
-            for t in range(frames):
-                frame = np.full((h, w, 3), base, np.uint8)
-                frame += rng.integers(0, 10, size=frame.shape, dtype=np.uint8)
-                x = (3 * t) % w
-                frame[:, x : x + 6] = 255 - base
-                writer.write(frame)
-            writer.release()
-            rel = f"{cls}/{name}.avi"
-            (train if group < 8 else test).append((rel, ci + 1))
-    (root / "splits" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    (root / "splits" / "trainlist01.txt").write_text("".join(f"{r} {lab}\n" for r, lab in train))
-    (root / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r, _ in test))
-    return root
+
+def write_tiny_checkpoint(path: Path, data_root: Path, *, name: str = "off", val_fraction: float = 0.5,
+                          seed: int = 0) -> Path:
+    """A checkpoint of an untrained tiny-backbone model whose run config points at ``data_root``."""
+    import offnet
+    from offnet.engine.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = offnet.create_model(name, num_classes=2, backbone="tiny", dropout=0.0)
+    config = {
+        "seed": seed,
+        "model": {"name": name, "backbone": "tiny", "modality": "rgb"},
+        "data": {"dataset": "synth", "root": str(data_root), "split": 1, "frames_root": None,
+                 "sampler": "off", "num_segments": 3, "test_segments": 3, "size": 64, "resize_to": None,
+                 "val_fraction": val_fraction, "on_bad_video": "fail", "flip": True, "train_list": None,
+                 "test_list": None, "class_file": None},
+    }
+    save_checkpoint(path, {
+        "model_config": model.config, "model": model.state_dict(),
+        "class_names": ["StillBlock", "WanderingBall"], "config": config, "stage": 2, "step": 7,
+    })
+    return path

@@ -175,6 +175,7 @@ def run_test(args: argparse.Namespace) -> int:
         sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.no_progress,
         crop_agg=args.crop_agg, chunk_images=args.chunk_images, resize_to=data.get("resize_to"),
+        flip=bool(data.get("flip", True)),
         on_bad_video=data.get("on_bad_video", "fail"),
     )
     result.meta.update({

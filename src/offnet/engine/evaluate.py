@@ -199,6 +199,7 @@ def evaluate(
     crop_agg: str = "max",
     chunk_images: int = 256,
     resize_to: int | None = None,
+    flip: bool = True,
     seed: int = 0,
     on_bad_video: str = "fail",
 ) -> EvalResult:
@@ -221,6 +222,7 @@ def evaluate(
         crop_agg: ``max`` (code) or ``mean`` over crops.
         chunk_images: frames per forward pass (memory bound).
         resize_to: resize frames' shorter side before cropping (``None``: as decoded).
+        flip: mirrored crops allowed (10 crops include them); ``False`` for direction-sensitive classes.
         seed: seed of the loader (test sampling and transforms are deterministic; kept for workers).
         on_bad_video: what the clip dataset does with an undecodable video.
     """
@@ -246,10 +248,13 @@ def evaluate(
             sampler, num_segments=segments, new_length=mod.frames_per_segment, test=True,
             test_segments=segments,
         )
+    if mod.kind == "flow":
+        mean, std = (input_spec.flow_mean,), (input_spec.flow_std,)
+    else:
+        mean, std = input_spec.mean, input_spec.std
     transform = build_transform(
-        train=False, size=size, modality=modality, mean=input_spec.mean, std=input_spec.std,
-        bgr=input_spec.bgr, scale255=input_spec.scale255, flip=False, crops=crops,
-        resize_to=resize_to,
+        train=False, size=size, modality=modality, mean=mean, std=std, bgr=input_spec.bgr,
+        scale255=input_spec.scale255, flip=flip, crops=crops, resize_to=resize_to,
     )
     dataset = ClipDataset(
         list(records), modality=modality, sampler=sampler, transform=transform, seed=seed,
