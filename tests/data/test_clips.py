@@ -1,0 +1,151 @@
+"""Clip datasets and the loader factory (offnet.data.clips)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from offnet.data.clips import ClipDataset, ResumableSampler, make_loader, set_epoch
+from offnet.data.decode import VideoDecodeError
+from offnet.data.records import VideoRecord
+from offnet.data.sampling import make_sampler
+from offnet.data.transforms import build_transform
+from offnet.modalities import MODALITIES
+
+torch.set_num_threads(1)
+
+IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "bgr": False, "scale255": False}
+FLOW = {"mean": (128.0,), "std": (1.0,), "bgr": False, "scale255": True}
+
+
+def _dataset(records, modality="rgb", *, train=True, crops=1, segments=3, size=32, seed=0, **kw):
+    m = MODALITIES[modality]
+    sampler = make_sampler(
+        "off", num_segments=segments, new_length=m.frames_per_segment, test=not train, test_segments=segments
+    )
+    norm = FLOW if m.kind == "flow" else IMAGENET
+    transform = build_transform(train=train, size=size, modality=modality, flip=True, crops=crops, **norm)
+    return ClipDataset(
+        records, modality=modality, sampler=sampler, transform=transform, seed=seed, test_crops=crops, **kw
+    )
+
+
+@pytest.mark.parametrize("modality", ["rgb", "rawoff", "rgbdiff"])
+@pytest.mark.parametrize("source", ["synthetic_video", "frame_folder"])
+def test_clip_shapes_per_modality(request, modality, source):
+    path = request.getfixturevalue(source)
+    ds = _dataset([VideoRecord(path=path, label=4)], modality)
+    clip, label = ds[0]
+    assert label == 4
+    assert clip.shape == (3, MODALITIES[modality].data_channels, 32, 32) and clip.dtype == torch.float32
+
+
+def test_flow_clip_interleaves_x_and_y(frame_folder):
+    ds = _dataset([VideoRecord(path=frame_folder, label=1)], "flow", train=False, size=48)
+    clip, _ = ds[0]
+    assert clip.shape == (3, 10, 48, 48)
+    # frame folder: flow_x of flow frame i = 40 + 5 i, flow_y = 200 - 5 i; normalised by 128.
+    # OFF test sampling of L = 11 flow frames, T = 3: interval 3, starts ((11-5-6)//2 = 0) + 3 k
+    x_vals = clip[:, 0::2].mean(dim=(-1, -2)) + 128
+    y_vals = clip[:, 1::2].mean(dim=(-1, -2)) + 128
+    expected_x = torch.tensor([[40 + 5 * (3 * k + j) for j in range(5)] for k in range(3)], dtype=torch.float32)
+    assert (x_vals - expected_x).abs().max() <= 2.5
+    assert (y_vals - (240 - expected_x)).abs().max() <= 2.5
+
+
+def test_rgb_frames_in_sampled_order(synthetic_video, synth):
+    ds = _dataset([VideoRecord(path=synthetic_video, label=0)], "rgb", train=False, size=48)
+    clip, _ = ds[0]
+    # OFF test: L = 30, T = β = 3 -> interval 10, start (30-1-20)//2 = 4
+    red = clip[:, 0, :10].mean(dim=(-1, -2)) * 0.229 + 0.485
+    ids = [round((float(r) * 255 - 16) / 6) for r in red]
+    assert ids == [4, 14, 24]
+
+
+def test_flow_needs_frame_folders(synthetic_video):
+    with pytest.raises(ValueError, match="extract-flow"):
+        _dataset([VideoRecord(path=synthetic_video, label=0, source="list.txt:3")], "flow")
+
+
+def test_sampler_length_must_match_modality(synthetic_video):
+    sampler = make_sampler("tsn", num_segments=3, new_length=1, test=False)
+    t = build_transform(train=True, size=32, modality="flow", flip=True, **FLOW)
+    with pytest.raises(ValueError, match="new_length=5"):
+        ClipDataset([], modality="flow", sampler=sampler, transform=t, seed=0)
+
+
+@pytest.mark.parametrize("crops", [3, 10])
+def test_multi_crop_shape(synthetic_video, crops):
+    ds = _dataset([VideoRecord(path=synthetic_video, label=0)], "rgb", train=False, crops=crops, size=40)
+    clip, _ = ds[0]
+    assert clip.shape == (crops, 3, 3, 40, 40)
+
+
+def test_reproducible_per_epoch_and_index(synthetic_video):
+    rec = VideoRecord(path=synthetic_video, label=0)
+    a, b = _dataset([rec, rec], seed=5), _dataset([rec, rec], seed=5)
+    assert torch.equal(a[0][0], b[0][0]) and torch.equal(a[1][0], b[1][0])
+    a.set_epoch(1)
+    draws = {a[0][0].sum().item()}
+    for epoch in range(2, 8):
+        a.set_epoch(epoch)
+        draws.add(a[0][0].sum().item())
+    assert len(draws) > 1
+
+
+def test_bad_video_fail_and_skip(tmp_path, synthetic_video, caplog):
+    bad = tmp_path / "broken.avi"
+    bad.write_bytes(b"garbage" * 100)
+    records = [VideoRecord(path=bad, label=0, source="trainlist.txt:1"), VideoRecord(path=synthetic_video, label=7)]
+    with pytest.raises(VideoDecodeError, match=r"trainlist\.txt:1.*broken\.avi"):
+        _dataset(records)[0]
+    ds = _dataset(records, on_bad_video="skip")
+    with caplog.at_level(logging.WARNING, logger="offnet.data.clips"):
+        clip, label = ds[0]
+    assert label == 7 and clip.shape == (3, 3, 32, 32)
+    assert "broken.avi" in caplog.text
+    all_bad = _dataset(records[:1], on_bad_video="skip")
+    with pytest.raises(VideoDecodeError, match="unreadable"):
+        all_bad[0]
+
+
+def test_resumable_sampler_skips_first_batches():
+    data = list(range(23))
+    full = ResumableSampler(data, batch_size=4, num_replicas=1, rank=0, shuffle=True, seed=3)
+    full.set_epoch(2)
+    order = list(full)
+    resumed = ResumableSampler(data, batch_size=4, num_replicas=1, rank=0, shuffle=True, seed=3)
+    resumed.set_epoch(2)
+    resumed.set_start_batch(3)
+    assert list(resumed) == order[12:] and len(resumed) == 11
+    resumed.set_epoch(3)
+    assert len(list(resumed)) == 23
+    two = [ResumableSampler(data, batch_size=4, num_replicas=2, rank=r, shuffle=True, seed=3) for r in (0, 1)]
+    assert sorted(set(list(two[0]) + list(two[1]))) == data
+
+
+@pytest.mark.slow
+def test_loader_is_identical_with_0_and_2_workers(make_video):
+    records = [VideoRecord(path=make_video(f"v{i}.avi", num_frames=12 + i), label=i) for i in range(4)]
+    batches = {}
+    for workers in (0, 2):
+        ds = _dataset(records, seed=11)
+        loader = make_loader(ds, batch_size=2, shuffle=True, num_workers=workers, seed=11, epoch=1)
+        batches[workers] = [(x, y) for x, y in loader]
+    assert len(batches[0]) == 2
+    for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
+        assert x0.shape == (2, 3, 3, 32, 32)
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+
+
+def test_loader_resume_matches_uninterrupted(make_video):
+    records = [VideoRecord(path=make_video(f"r{i}.avi", num_frames=10), label=i) for i in range(6)]
+    ds = _dataset(records, seed=2, size=24)
+    full = [y for _, y in make_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=2, epoch=4)]
+    loader = make_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=2, epoch=4, start_batch=1)
+    rest = [y for _, y in loader]
+    assert len(rest) == 2 and all(torch.equal(a, b) for a, b in zip(full[1:], rest))
+    set_epoch(loader, 5)
+    assert len(list(loader)) == 3
