@@ -451,8 +451,7 @@ def read_flow_frames(folder: str | Path, indices: Sequence[int]) -> np.ndarray:
             y = _imread(folder / f"flow_y_{i + 1:05d}{suffix}", cv2.IMREAD_GRAYSCALE)
             if x.shape != y.shape:
                 raise VideoDecodeError(
-                    f"{folder}: flow_x/flow_y images {i + 1} differ in size {x.shape} vs {y.shape}; "
-                    "re-extract the flow"
+                    f"{folder}: flow_x/flow_y images {i + 1} differ in size {x.shape} vs {y.shape}; re-extract the flow"
                 )
             cache[i] = np.stack([x, y], axis=-1)
     if not idx:
@@ -467,9 +466,7 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
         n = count_frames(path)
         suffix = _image_suffix(path, "img_")
         for i in range(n):
-            yield cv2.cvtColor(
-                _imread(path / f"img_{i + 1:05d}{suffix}", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
-            )
+            yield cv2.cvtColor(_imread(path / f"img_{i + 1:05d}{suffix}", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         return
     container = _open(path)
     try:

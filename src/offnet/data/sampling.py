@@ -58,8 +58,7 @@ def _check(num_frames: int, num_segments: int, new_length: int) -> None:
         raise ValueError(f"a video needs at least 1 frame to sample from; got num_frames={num_frames}")
     if num_segments < 1 or new_length < 1:
         raise ValueError(
-            "num_segments and new_length must be >= 1; "
-            f"got num_segments={num_segments}, new_length={new_length}"
+            f"num_segments and new_length must be >= 1; got num_segments={num_segments}, new_length={new_length}"
         )
 
 
@@ -77,9 +76,7 @@ def expand_offsets(offsets: np.ndarray, new_length: int, num_frames: int) -> np.
 # ---------------------------------------------------------------------------------------------- TSN
 
 
-def tsn_train_offsets(
-    num_frames: int, num_segments: int, new_length: int, rng: np.random.Generator
-) -> np.ndarray:
+def tsn_train_offsets(num_frames: int, num_segments: int, new_length: int, rng: np.random.Generator) -> np.ndarray:
     """TSN training starts ``(T,)``: one uniform draw inside each of ``T`` equal parts.
 
     With ``avail = L - n + 1`` possible starts and ``avg = avail // T``: start ``i`` is
@@ -136,9 +133,7 @@ def off_train_offsets(
     return p + interval * np.arange(num_segments, dtype=np.int64)
 
 
-def off_test_offsets(
-    num_frames: int, num_segments: int, new_length: int, *, test_segments: int = 25
-) -> np.ndarray:
+def off_test_offsets(num_frames: int, num_segments: int, new_length: int, *, test_segments: int = 25) -> np.ndarray:
     """OFF test starts ``(T,)``: the training interval ``⌊L/β⌋``, the span centred in the video.
 
     ``L = 250``, ``T = β = 25``, ``n = 1``: interval 10, span 241 frames, starts ``4, 14, …, 244``.
