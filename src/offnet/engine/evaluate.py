@@ -224,7 +224,8 @@ def evaluate(
         resize_to: resize frames' shorter side before cropping (``None``: as decoded).
         flip: mirrored crops allowed (10 crops include them); ``False`` for direction-sensitive classes.
         seed: seed of the loader (test sampling and transforms are deterministic; kept for workers).
-        on_bad_video: what the clip dataset does with an undecodable video.
+        on_bad_video: ``fail`` (stop at an unreadable video) or ``skip`` (check all videos first and
+            leave the unreadable ones out of the scores; they are listed in ``meta["skipped_videos"]``).
     """
     # Imported here so that loading and fusing score files (`offnet fuse`) needs no video decoders.
     from tqdm.auto import tqdm
@@ -243,6 +244,11 @@ def evaluate(
         raise ValueError("no videos to evaluate: the record list is empty")
     mod = get_modality(modality)
     levels = tuple(model.levels)
+    expected_classes = getattr(model, "num_classes", None)
+    if expected_classes is not None and len(class_names) != expected_classes:
+        raise ValueError(
+            f"{len(class_names)} class names for a model with {expected_classes} classes; they must match"
+        )
     if isinstance(sampler, str):
         sampler = make_sampler(
             sampler, num_segments=segments, new_length=mod.frames_per_segment, test=True,
@@ -256,9 +262,19 @@ def evaluate(
         train=False, size=size, modality=modality, mean=mean, std=std, bgr=input_spec.bgr,
         scale255=input_spec.scale255, flip=flip, crops=crops, resize_to=resize_to,
     )
+    skipped: list[str] = []
+    if on_bad_video == "skip":
+        # Checked up front: the clip dataset's own "skip" would score a neighbour under the bad video's name.
+        from offnet.data.check import validate_records
+
+        good, bad = validate_records(records, on_bad_video="skip", workers=max(1, num_workers))
+        skipped = [str(b) for b in bad]
+        records = good
+    elif on_bad_video != "fail":
+        raise ValueError(f"on_bad_video must be 'fail' or 'skip', got {on_bad_video!r}")
     dataset = ClipDataset(
         list(records), modality=modality, sampler=sampler, transform=transform, seed=seed,
-        test_crops=crops, on_bad_video=on_bad_video,
+        test_crops=crops, on_bad_video="fail",
     )
     loader = make_loader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=seed, drop_last=False,
@@ -304,6 +320,7 @@ def evaluate(
             "crop_agg": crop_agg,
             "size": size,
             "crop_then_consensus": _supports_segment_logits(model),
+            "skipped_videos": skipped,
             "model": dict(getattr(model, "config", {}) or {}),
         },
     )
