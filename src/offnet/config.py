@@ -39,7 +39,7 @@ DATASETS = ("ucf101", "hmdb51", "folder", "list", "synth")
 SAMPLERS = ("tsn", "off", "off_code")
 SCHEDULES = ("multistep", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
-BAD_VIDEO_POLICIES = ("skip", "error")
+BAD_VIDEO_POLICIES = ("skip", "fail")
 
 
 @dataclass
@@ -77,12 +77,14 @@ class DataConfig:
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # multi-scale crop
     flip: bool = True  # random horizontal flip at train time (disable for direction-sensitive classes)
     num_workers: int = 4  # DataLoader worker processes per training process
-    on_bad_video: str = "skip"  # skip (log and drop) | error (stop) for unreadable/too-short videos
+    on_bad_video: str = "skip"  # skip (log and drop) | fail (stop) for unreadable/too-short videos
     min_frames: int = 1  # videos with fewer frames count as bad
     val_fraction: float = 0.1  # part of the TRAIN split held out for validation / fusion weights
-    synth_videos_per_class: int = 8  # dataset=synth: generated videos per class
-    synth_num_classes: int = 3  # dataset=synth: number of generated classes
-    synth_frames: int = 24  # dataset=synth: frames per generated video
+    # dataset=synth: the synthetic benchmark (offnet.data.synth) is generated into ``root`` if missing
+    synth_classes: list[str] | None = None  # subset of offnet.data.synth.SYNTH_CLASSES (None = all)
+    synth_videos_per_class: int = 12  # generated videos per class (train + test)
+    synth_size: int = 64  # frame side in pixels
+    synth_frames: int = 32  # frames per generated video
 
 
 @dataclass

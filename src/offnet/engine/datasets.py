@@ -1,0 +1,146 @@
+"""Training data from a run config: the split, the held-out validation part, clip datasets.
+
+The validation part is held out of the **training** split (never the test split) by
+:func:`split_train_val`, which both the trainer (best checkpoint) and ``offnet test --subset val`` /
+fusion-weight search use, so they see exactly the same videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import Config
+from ..data.records import VideoRecord
+from ..modalities import get_modality
+
+if TYPE_CHECKING:
+    from ..models import InputSpec
+    from .trainer import TrainData
+
+__all__ = ["split_train_val", "load_train_records", "build_train_data"]
+
+log = logging.getLogger(__name__)
+
+_GROUP = re.compile(r"_g(\d+)_c\d+$")  # UCF-101 / synthetic names: v_<Class>_g<group>_c<clip>
+
+
+def _group_key(record: VideoRecord) -> str:
+    match = _GROUP.search(record.name)
+    return f"g{match.group(1)}" if match else record.name
+
+
+def split_train_val(
+    records: Sequence[VideoRecord], *, fraction: float, seed: int
+) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """Hold out about ``fraction`` of every class of the training split: ``(train, val)``.
+
+    Clips of one UCF-101 group (``…_gXX_cYY``, same actor and background) stay on one side, so the
+    validation score is not inflated by near-duplicates. Per class, groups (or single videos when
+    names carry no group) are shuffled with ``numpy.random.default_rng([seed, label])`` and taken until
+    ``round(fraction × n)`` videos (at least one when ``fraction > 0`` and the class has two groups)
+    are held out. The result depends only on the records, ``fraction`` and ``seed``, and keeps the
+    input order within each side.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return list(records), []
+    by_class: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, record in enumerate(records):
+        by_class[record.label][_group_key(record)].append(i)
+    held: set[int] = set()
+    for label, groups in sorted(by_class.items()):
+        keys = sorted(groups)
+        if len(keys) < 2:
+            continue  # a class with one group cannot give a video away and still train
+        n = sum(len(groups[k]) for k in keys)
+        target = max(1, round(fraction * n))
+        order = np.random.default_rng([seed, label]).permutation(len(keys))
+        taken = 0
+        for j in order[:-1]:  # always leave at least one group for training
+            if taken >= target:
+                break
+            held.update(groups[keys[j]])
+            taken += len(groups[keys[j]])
+    train = [r for i, r in enumerate(records) if i not in held]
+    val = [r for i, r in enumerate(records) if i in held]
+    return train, val
+
+
+def load_train_records(config: Config) -> tuple[list[VideoRecord], list[str]]:
+    """The training split's records and class names (generating the synthetic set if asked)."""
+    from ..data.datasets import load_split
+
+    d = config.data
+    dataset = d.dataset
+    if d.root is None:
+        raise ValueError("data.root is not set; give the dataset folder, e.g. data.root=/data/UCF-101")
+    if dataset == "synth":
+        from ..data.synth import write_synthetic_dataset
+
+        write_synthetic_dataset(
+            Path(d.root), classes=d.synth_classes, videos_per_class=d.synth_videos_per_class,
+            seed=config.seed, size=d.synth_size, num_frames=d.synth_frames, progress=False,
+        )
+        dataset = "ucf101"  # the synthetic benchmark is written in the UCF-101 layout
+    split = load_split(
+        dataset, d.root, split=d.split, subset="train", list_file=d.train_list, class_file=d.class_file,
+        frames_root=d.frames_root,
+    )
+    return list(split.records), list(split.class_names)
+
+
+def build_train_data(
+    config: Config, *, records: list[VideoRecord], class_names: list[str], input_spec: InputSpec
+) -> TrainData:
+    """Clip datasets for training (random segments, multi-scale crop, flip) and validation (fixed).
+
+    ``records`` / ``class_names`` come from :func:`load_train_records`; ``input_spec`` is the model's
+    preprocessing (mean/std, BGR, 0–255), which lives with the backbone weights, not in the config.
+    """
+    from ..data.check import validate_records
+    from ..data.clips import ClipDataset
+    from ..data.sampling import make_sampler
+    from ..data.transforms import build_transform
+    from .trainer import TrainData
+
+    d = config.data
+    modality = get_modality(config.model.modality)
+    train_records, val_records = split_train_val(records, fraction=d.val_fraction, seed=config.seed)
+    train_records, _ = validate_records(train_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
+                                        workers=max(1, d.num_workers))
+    if val_records:
+        val_records, _ = validate_records(val_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
+                                          workers=max(1, d.num_workers))
+    spec = input_spec
+    if modality.kind == "flow":
+        mean, std = (spec.flow_mean,), (spec.flow_std,)
+    else:
+        mean, std = spec.mean, spec.std
+
+    def dataset(recs: list[VideoRecord], *, train: bool, segments: int) -> ClipDataset:
+        sampler = make_sampler(d.sampler, num_segments=segments, new_length=modality.frames_per_segment,
+                               test=not train, test_segments=segments)
+        transform = build_transform(
+            train=train, size=d.size, modality=modality.name, mean=mean, std=std, bgr=spec.bgr,
+            scale255=spec.scale255, flip=d.flip, crops=1, scales=d.scales, resize_to=d.resize_to,
+        )
+        return ClipDataset(recs, modality=modality.name, sampler=sampler, transform=transform,
+                           seed=config.seed, on_bad_video="fail")
+
+    log.info("training on %d videos, validating on %d (%d classes)", len(train_records), len(val_records),
+             len(class_names))
+    return TrainData(
+        train=dataset(train_records, train=True, segments=d.num_segments),
+        val=dataset(val_records, train=False, segments=d.val_segments or d.num_segments) if val_records
+        else None,
+        class_names=class_names,
+        names=[r.name for r in train_records],
+    )
