@@ -159,7 +159,6 @@ def test_offnet_test_end_to_end(tiny_run, capsys):
 def test_offnet_test_val_subset_then_search(tiny_run, tmp_path, capsys):
     from offnet.engine.evaluate import load_eval
 
-    pytest.importorskip("offnet.engine.datasets", reason="the trainer's hold-out split has not landed")
     run, _ = tiny_run
     common = ["--workers", "0", "--device", "cpu", "--no-progress"]
     assert main(["test", str(run / "stage2" / "best.pt"), "--out", str(tmp_path / "t"), *common]) == 0
