@@ -197,3 +197,14 @@ def test_fuse_scores():
     assert torch.equal(offnet.fuse_scores(levels, {"rgb": 1.0, "off7": 1.6}), 4.2 * torch.ones(2, 3))
     with pytest.raises(ValueError, match="unknown level"):
         offnet.fuse_scores(levels, {"flow": 1.0})
+
+
+def test_consensus_false_returns_per_segment_and_per_pair_logits():
+    model = offnet.create_model("off", num_classes=4, backbone="tiny").eval()
+    x = _clip("rgb", t=4)
+    per = model(x, consensus=False)
+    assert per["rgb"].shape == (2, 4, 4) and per["off7"].shape == (2, 3, 4)
+    avg = model(x)
+    assert all(torch.allclose(per[k].mean(dim=1), avg[k], atol=1e-6) for k in avg)
+    hyp = offnet.create_model("hypnet", num_classes=4, backbone="tiny").eval()
+    assert hyp(x, consensus=False)["hyp7"].shape == (2, 4, 4)

@@ -31,6 +31,11 @@ __all__ = ["ActionRecognizer"]
 ARCHS = ("tsn", "off", "hypnet")
 
 
+def _consensus(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Average consensus over segments / pairs: ``(B, S, K)`` → ``(B, K)`` (spec §3, Eq. 8)."""
+    return {k: v.mean(dim=1) for k, v in scores.items()}
+
+
 class ActionRecognizer(nn.Module):
     """A TSN / OFF / Hyp-Net video classifier (see the module docstring).
 
@@ -102,7 +107,11 @@ class ActionRecognizer(nn.Module):
         return self.heads[self.backbone_level].fc.out_features
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, consensus: bool = True) -> dict[str, torch.Tensor]:
+        """``x (B, T, C, H, W)`` → ``{level: (B, K)}``; with ``consensus=False`` the per-segment
+        (backbone level, ``(B, T, K)``) and per-pair / per-segment (sub-network, ``(B, T−1, K)`` for OFF,
+        ``(B, T, K)`` for Hyp-Net) logits before averaging, which the test protocol needs to aggregate
+        crops first (spec §7.1)."""
         if x.dim() != 5:
             raise ValueError(f"expected input (B, T, C, H, W), got shape {tuple(x.shape)}")
         b, t, c, h, w = x.shape
@@ -116,9 +125,9 @@ class ActionRecognizer(nn.Module):
         frames = self.stem(x.flatten(0, 1))  # (B*T, C', H, W)
         taps, final = self.backbone(frames)
         pooled = final.mean(dim=(2, 3))  # (B*T, D)
-        out = {self.backbone_level: self.heads[self.backbone_level](pooled).view(b, t, -1).mean(dim=1)}
+        out = {self.backbone_level: self.heads[self.backbone_level](pooled).view(b, t, -1)}  # (B, T, K)
         if self.subnet is None:
-            return out
+            return _consensus(out) if consensus else out
         inputs: dict[int, list[torch.Tensor]] = {}
         for scale in SCALES:
             feats = []
@@ -133,8 +142,8 @@ class ActionRecognizer(nn.Module):
             inputs[scale] = feats
         n = t - 1 if self.arch == "off" else t  # pairs (OFF) or segments (Hyp-Net)
         for level, logits in self.subnet(inputs).items():
-            out[level] = logits.view(b, n, -1).mean(dim=1)  # consensus, (B, num_classes)
-        return out
+            out[level] = logits.view(b, n, -1)  # (B, pairs or segments, K)
+        return _consensus(out) if consensus else out
 
     # ------------------------------------------------------------------ stages
     def _backbone_bns(self) -> list[nn.modules.batchnorm._BatchNorm]:
