@@ -7,12 +7,14 @@ silently. Command-line overrides use dotted keys whose values are parsed as YAML
 
     offnet train configs/off_tiny_synth_rgb.yaml optim.clip_grad_norm=20 stage2.lr=0.01 data.flip=false
 
-The fully resolved config (:meth:`Config.to_yaml`) is written to ``config.yaml`` in every run directory.
+YAML is read with a ``SafeLoader`` using YAML 1.2 booleans, so ``off`` (the model and sampler name)
+stays a string. The fully resolved config (:meth:`Config.to_yaml`) is written to ``config.yaml`` in every run directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +33,28 @@ __all__ = [
     "load_config",
     "apply_overrides",
 ]
+
+class _SafeLoader12(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false are booleans.
+
+    YAML 1.1 (PyYAML's default) reads ``off``/``on``/``yes``/``no`` as booleans, which would turn
+    ``model.name: off`` into ``False``. Same safety as ``yaml.safe_load``: no Python object tags.
+    """
+
+
+_SafeLoader12.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_SafeLoader12.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 booleans (see :class:`_SafeLoader12`)."""
+    return yaml.load(text, Loader=_SafeLoader12)  # noqa: S506 - a SafeLoader subclass
+
 
 MODEL_NAMES = ("tsn", "off", "hypnet")
 BACKBONES = ("bninception", "resnet18", "resnet50", "tiny")
@@ -331,13 +355,13 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings to a nested dict (values parsed with ``yaml.safe_load``)."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy through plain types
+    data = _safe_load(yaml.safe_dump(data))  # deep copy through plain types
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.clip_grad_norm=20)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise ValueError(f"override {item!r}: value {raw!r} is not valid YAML ({exc})") from exc
         _set_dotted(data, key.strip(), value)
@@ -354,7 +378,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise FileNotFoundError(f"config file {str(path)!r} does not exist (see configs/ for examples)")
         source = str(path)
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = _safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ValueError(f"{source}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):

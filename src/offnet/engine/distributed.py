@@ -1,6 +1,6 @@
 """Distributed data parallel plumbing and the resumable, rank-sharded batch sampler.
 
-Launch with ``torchrun --nproc-per-node N [--nnodes M …] -m offnet.cli train CONFIG``: the
+Launch with ``torchrun --nproc-per-node N [--nnodes M …] --no-python offnet train CONFIG``: the
 process group is initialised from the environment (``env://``; ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) with NCCL on CUDA and gloo on CPU. Without those
 variables everything runs as a single process.
