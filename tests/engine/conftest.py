@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import TensorDataset
-
-import pytest
 
 from offnet.config import Config
 from offnet.engine.trainer import TrainData

@@ -114,12 +114,26 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(legacy=False),
+        "numpy": _numpy_state_plain(),
         "python": _to_lists(random.getstate()),
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def _numpy_state_plain() -> dict[str, Any]:
+    # The MT19937 key is an ndarray, which weights_only loading refuses: store it as a list of ints.
+    state = np.random.get_state(legacy=False)
+    inner = dict(state["state"])
+    inner["key"] = inner["key"].tolist()
+    return {**state, "state": inner}
+
+
+def _numpy_state_restore(state: dict[str, Any]) -> None:
+    inner = dict(state["state"])
+    inner["key"] = np.asarray(inner["key"], dtype=np.uint32)
+    np.random.set_state({**state, "state": inner})
 
 
 def _to_lists(value: Any) -> Any:
@@ -132,7 +146,7 @@ def _to_tuples(value: Any) -> Any:
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    _numpy_state_restore(state["numpy"])
     random.setstate(_to_tuples(state["python"]))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)

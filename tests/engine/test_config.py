@@ -1,0 +1,119 @@
+"""Config loading, overrides, validation and the shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from offnet.config import Config, apply_overrides, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_defaults_are_valid_and_follow_the_paper():
+    config = Config.from_dict({})
+    assert config.stages == [1, 2, 3]
+    assert config.stage2.lr == 0.02 and config.stage2.milestones == [10000, 15000, 18000]
+    assert config.stage2.iterations == 20000
+    assert config.optim.momentum == 0.9 and config.optim.weight_decay == 5e-4
+    assert config.optim.clip_grad_norm == 40.0
+    assert config.data.num_segments == 7 and config.data.test_segments == 25
+
+
+def test_override_keeps_the_other_fields_of_a_section():
+    config = load_config(None, ["stage2.lr=0.01", "data.flip=false", "data.scales=[1, 0.5]"])
+    assert config.stage2.lr == 0.01
+    assert config.stage2.milestones == [10000, 15000, 18000]  # untouched default of that section
+    assert config.data.flip is False
+    assert config.data.scales == [1.0, 0.5]
+
+
+def test_off_stays_a_string_in_files_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: off\ndata:\n  sampler: off\n  flip: false\n")
+    config = load_config(path, ["data.sampler=off"])
+    assert config.model.name == "off" and config.data.sampler == "off"
+    assert config.data.flip is False
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown key optim.lrr"),
+        ("bogus=1", "unknown key bogus"),
+        ("data.flip=3", "data.flip=3 must be true or false"),
+        ("data.num_segments=1.5", "must be an integer"),
+        ("model.name=resnet", "model.name='resnet' is not valid"),
+        ("stages=[2, 1]", "increasing subset"),
+        ("data.val_fraction=1.5", "data.val_fraction"),
+        ("train.amp=fp8", "train.amp='fp8'"),
+        ("stage2.iterations=null", "stage2 needs stage2.iterations or stage2.epochs"),
+        ("noequals", "key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ValueError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+def test_unknown_key_lists_the_valid_ones():
+    with pytest.raises(ValueError) as info:
+        load_config(None, ["optim.lrr=1"])
+    assert "clip_grad_norm" in str(info.value) and "momentum" in str(info.value)
+
+
+def test_tsn_needs_stage_one_only():
+    with pytest.raises(ValueError, match="tsn has only stage 1"):
+        load_config(None, ["model.name=tsn"])
+    assert load_config(None, ["model.name=tsn", "stages=[1]"]).stages == [1]
+
+
+def test_missing_file_and_bad_top_level(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="top level must be a mapping"):
+        load_config(bad)
+
+
+def test_yaml_round_trip():
+    config = load_config(None, ["stage3.loss_weights={off7: 2.0}", "model.pretrained=/w.pt"])
+    again = Config.from_dict(yaml.safe_load(config.to_yaml()))
+    assert again == config
+    assert again.to_dict()["stage3"]["loss_weights"] == {"off7": 2.0}
+
+
+def test_apply_overrides_does_not_mutate_its_input():
+    data = {"optim": {"momentum": 0.9}}
+    out = apply_overrides(data, ["optim.momentum=0.5"])
+    assert data == {"optim": {"momentum": 0.9}} and out["optim"]["momentum"] == 0.5
+
+
+def test_configs_are_shipped():
+    names = {p.stem for p in CONFIGS}
+    for required in ("off_bninception_ucf101_rgb", "off_bninception_ucf101_flow", "off_bninception_hmdb51_rgb",
+                     "tsn_bninception_ucf101_rgb", "hypnet_bninception_ucf101_rgb", "off_bninception_ucf101_rawoff",
+                     "off_tiny_synth_rgb", "tsn_tiny_synth_rgb"):
+        assert required in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_is_valid(path):
+    config = load_config(path)
+    assert config.name == path.stem
+    arch, backbone, dataset, modality = path.stem.split("_")[:4]
+    assert config.model.name == arch and config.model.backbone == backbone
+    assert config.model.modality == modality
+    if backbone == "bninception" and "official" not in path.stem and arch == "off":
+        # paper settings (spec 6.3 / 6.4): 7/25 segments, batch 128 by accumulation, 20k iterations
+        assert (config.data.num_segments, config.data.test_segments) == (7, 25)
+        assert config.train.batch_size * config.train.accum_steps == 128
+        assert config.stage2.milestones == [10000, 15000, 18000] and config.stage2.iterations == 20000
+        assert config.stage2.lr == (0.05 if modality == "flow" else 0.02)
+        assert config.stage3.lr == (5e-4 if modality == "flow" else 2e-4)
+    if arch == "tsn":
+        assert config.stages == [1]
