@@ -1,0 +1,194 @@
+"""The training loop: stages, outputs, accumulation, AMP, fine-tuning, errors and exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_clips, tiny_config
+
+from offnet.engine.checkpoint import build_model_from_checkpoint, load_checkpoint
+from offnet.engine.trainer import NonFiniteLossError, TrainData, train
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_three_stages_write_their_outputs(tmp_path, tiny_data):
+    config = tiny_config(stages=[1, 2, 3])
+    result = train(config, run_dir=tmp_path / "run", data=tiny_data, progress=False)
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file() and (run / "log.jsonl").is_file()
+    for stage in (1, 2, 3):
+        assert (run / f"stage{stage}" / "last.pt").is_file() and (run / f"stage{stage}" / "DONE").is_file()
+        assert result.checkpoints[stage] == run / f"stage{stage}" / "best.pt"
+    last = load_checkpoint(run / "stage2" / "last.pt")
+    for key in ("model_config", "model", "class_names", "config", "stage", "step", "epoch", "best_metric",
+                "optimizer", "scheduler", "scaler", "rng", "sampler"):
+        assert key in last
+    assert last["stage"] == 2 and last["step"] == 3 and last["class_names"] == ["a", "b", "c"]
+    assert last["config"]["stage2"]["lr"] == 0.01
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "loss" in r]
+    assert [(r["stage"], r["step"]) for r in train_records] == [(s, i) for s in (1, 2, 3) for i in
+                                                                 range(1, 4 if s < 3 else 3)]
+    # multistep at step 2 of stage 2: lr 0.01 then 0.001
+    assert [r["lr"] for r in train_records if r["stage"] == 2] == pytest.approx([0.01, 0.01, 0.001])
+    assert any("val" in r for r in records) and result.best_metric is not None
+    assert result.clips_per_s > 0 and result.final_step == 2
+    model, payload = build_model_from_checkpoint(run)
+    assert payload["stage"] == 3 and not model.training
+
+
+def test_stage_two_freezes_the_backbone_and_starts_from_stage_one(tmp_path, tiny_data):
+    train(tiny_config(stages=[1, 2]), run_dir=tmp_path, data=tiny_data, progress=False)
+    one = _weights(tmp_path / "stage1" / "best.pt")
+    two = _weights(tmp_path / "stage2" / "last.pt")
+    backbone = [k for k in one if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
+    subnet = [k for k in one if k.startswith("subnet.")]
+    assert backbone and subnet
+    assert all(torch.equal(one[k], two[k]) for k in backbone)  # frozen in stage 2
+    assert any(not torch.equal(one[k], two[k]) for k in subnet)  # trained in stage 2
+
+
+def test_gradient_accumulation_matches_a_big_batch(tmp_path, tiny_data):
+    # stage 2: no BN statistics in play (backbone BN frozen), dropout 0 -> exactly the same maths
+    big = tiny_config(train__batch_size=8, train__accum_steps=1)
+    small = tiny_config(train__batch_size=4, train__accum_steps=2)
+    train(big, run_dir=tmp_path / "big", data=tiny_data, progress=False)
+    train(small, run_dir=tmp_path / "small", data=tiny_data, progress=False)
+    a, b = _weights(tmp_path / "big" / "stage2" / "last.pt"), _weights(tmp_path / "small" / "stage2" / "last.pt")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=1e-5) for k in a)
+
+
+def test_bf16_autocast_on_cpu_and_fp16_refused(tmp_path, tiny_data):
+    result = train(tiny_config(train__amp="bf16"), run_dir=tmp_path / "bf16", data=tiny_data, progress=False)
+    assert result.checkpoints[2].is_file()
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        train(tiny_config(train__amp="fp16"), run_dir=tmp_path / "fp16", data=tiny_data, progress=False)
+
+
+def test_nan_loss_names_step_and_videos(tmp_path):
+    data = make_clips(8, seed=0)
+    clips, labels = data.tensors
+    clips = clips.clone()
+    clips[5] = float("nan")
+    bad = TrainData(train=torch.utils.data.TensorDataset(clips, labels), val=None, class_names=["a", "b", "c"],
+                    names=[f"v_{i}" for i in range(8)])
+    with pytest.raises(NonFiniteLossError) as info:
+        train(tiny_config(train__batch_size=8), run_dir=tmp_path, data=bad, progress=False)
+    message = str(info.value)
+    assert "step 1" in message and "v_5" in message and "stage 2" in message
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, tiny_data):
+    train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    before = (tmp_path / "stage2" / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    assert (tmp_path / "stage2" / "last.pt").read_bytes() == before
+
+
+def test_resume_from_corrupt_checkpoint_is_a_clear_error_and_keeps_the_file(tmp_path, tiny_data):
+    train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    (tmp_path / "stage2" / "DONE").unlink()
+    last = tmp_path / "stage2" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a valid offnet checkpoint"):
+        train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False, resume=True)
+    assert len(last.read_bytes()) == 100
+
+
+def test_resume_of_a_finished_run_does_nothing(tmp_path, tiny_data):
+    train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    before = (tmp_path / "stage2" / "last.pt").read_bytes()
+    result = train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False, resume=True)
+    assert (tmp_path / "stage2" / "last.pt").read_bytes() == before and result.checkpoints[2].is_file()
+
+
+def test_finetune_from_another_run_with_other_classes(tmp_path, tiny_data):
+    train(tiny_config(), run_dir=tmp_path / "src", data=tiny_data, progress=False)
+    four = TrainData(train=make_clips(16, seed=3, num_classes=4), val=None, class_names=list("abcd"))
+    result = train(tiny_config(), run_dir=tmp_path / "dst", data=four, progress=False,
+                   finetune_from=tmp_path / "src")
+    assert result.finetune_skipped, "the 3-class heads cannot load into a 4-class model"
+    assert all(k.endswith(("weight", "bias")) and ("head" in k or "fc" in k) for k in result.finetune_skipped)
+    src, dst = _weights(tmp_path / "src" / "stage2" / "last.pt"), _weights(tmp_path / "dst" / "stage2" / "last.pt")
+    conv1 = next(k for k in src if k.startswith("backbone.") and k.endswith("weight") and src[k].dim() == 4)
+    assert torch.equal(src[conv1], dst[conv1])  # frozen backbone came from the source run
+    assert dst[result.finetune_skipped[0]].shape[0] == 4
+
+
+# ---------------------------------------------------------------------------------------- resume
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    torch.set_num_threads(1)
+    from conftest import make_clips, tiny_config
+    from offnet.engine.trainer import TrainData, train
+    config = tiny_config(stages=[1, 2], model={{"name": "off", "backbone": "tiny", "dropout": 0.5}},
+                         stage1={{"lr": 0.01, "iterations": 7, "milestones": [4]}},
+                         stage2={{"lr": 0.01, "iterations": 7, "schedule": "cosine", "num_cycles": 2}},
+                         train={{"batch_size": 4, "device": "cpu", "checkpoint_every": 1, "val_every": 3,
+                                 "log_every": 1, "tensorboard": False}})
+    data = TrainData(train=make_clips(12, seed=1), val=make_clips(4, seed=2), class_names=["a", "b", "c"])
+    train(config, run_dir=sys.argv[1], data=data, progress=False, resume=len(sys.argv) > 2)
+    """
+)
+
+
+def _start(script: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(script), str(run_dir), *extra], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_after(proc: subprocess.Popen, log: Path, records: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.is_file() and len(log.read_text().splitlines()) >= records:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("training did not log in time")
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_give_bit_identical_weights(tmp_path):
+    script = tmp_path / "run_train.py"
+    script.write_text(_SCRIPT.format(tests=str(Path(__file__).parent)))
+    reference = _start(script, tmp_path / "ref")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-3000:]
+
+    run = tmp_path / "killed"
+    proc = _start(script, run)
+    _kill_after(proc, run / "log.jsonl", records=4)  # inside stage 1
+    assert not (run / "stage1" / "DONE").exists()
+    proc = _start(script, run, "--resume")
+    _kill_after(proc, run / "log.jsonl", records=16)  # inside stage 2
+    assert not (run / "stage2" / "DONE").exists()
+    proc = _start(script, run, "--resume")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:]
+
+    for name in ("stage1/last.pt", "stage2/last.pt", "stage2/best.pt"):
+        ref, got = _weights(tmp_path / "ref" / name), _weights(run / name)
+        assert ref.keys() == got.keys()
+        different = [k for k in ref if not torch.equal(ref[k], got[k])]
+        assert not different, f"{name}: {different[:5]}"
+    ref_opt = load_checkpoint(tmp_path / "ref" / "stage2" / "last.pt")["optimizer"]["state"]
+    got_opt = load_checkpoint(run / "stage2" / "last.pt")["optimizer"]["state"]
+    assert all(torch.equal(ref_opt[k]["momentum_buffer"], got_opt[k]["momentum_buffer"]) for k in ref_opt)
