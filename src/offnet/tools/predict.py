@@ -1,0 +1,109 @@
+"""Run a trained offnet checkpoint on videos: :class:`Predictor`.
+
+>>> predictor = Predictor("runs/off_synth")            # a run directory or a .pt checkpoint
+>>> for p in predictor.predict(["clip.avi"]):
+...     print(p.video, p.top(3))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.records import VideoRecord
+
+__all__ = ["Prediction", "Predictor"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Scores of one video: raw logits per level and the softmax of the fused score.
+
+    The fused score is the paper's plain sum of the backbone level and the model's final level
+    (``rgb`` + ``off7`` for OFF), or the backbone level alone for TSN.
+    """
+
+    video: str
+    levels: dict[str, np.ndarray]
+    probabilities: np.ndarray
+    class_names: tuple[str, ...]
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
+
+
+class Predictor:
+    """Loads a checkpoint once and scores videos with the test protocol of the run it came from.
+
+    Args:
+        checkpoint: a run directory (its final stage's best checkpoint) or a ``.pt`` file.
+        segments: segments per video (default: the run's ``data.test_segments``).
+        crops: 1, 3 or 10 crops per frame.
+        device: ``cpu``, ``cuda`` … or ``None`` for automatic.
+    """
+
+    def __init__(self, checkpoint: str | Path, *, segments: int | None = None, crops: int = 1,
+                 device: str | None = None) -> None:
+        from ..engine.checkpoint import build_model_from_checkpoint, find_checkpoint
+
+        self.checkpoint = find_checkpoint(checkpoint)
+        self.model, payload = build_model_from_checkpoint(self.checkpoint)
+        self.class_names = tuple(payload.get("class_names") or range(self.model.num_classes))
+        data = dict((payload.get("config") or {}).get("data") or {})
+        self.data_config = data
+        self.segments = segments or int(data.get("test_segments") or 25)
+        self.crops = crops
+        self.size = int(data.get("size") or self.model.input_spec.size)
+        self.device = device
+
+    def predict(self, videos: Sequence[str | Path], *, progress: bool = False) -> list[Prediction]:
+        """Score video files or frame folders; errors name the unreadable file."""
+        from ..engine.evaluate import evaluate
+
+        records = []
+        for v in videos:
+            path = Path(v).expanduser().resolve()
+            if not path.exists():
+                raise FileNotFoundError(f"video not found: {v}")
+            records.append(VideoRecord(path=path, label=0, source=str(v)))
+        result = evaluate(
+            self.model, records, [str(c) for c in self.class_names], modality=self.model.modality.name,
+            segments=self.segments, crops=self.crops, size=self.size,
+            sampler=self.data_config.get("sampler", "off"), input_spec=self.model.input_spec,
+            device=self.device, progress=progress, resize_to=self.data_config.get("resize_to"),
+            flip=bool(self.data_config.get("flip", True)),
+        )
+        fused = result.fused_backbone_final
+        if fused is None:
+            fused = result.scores[result.backbone_level]
+        probs = torch.from_numpy(np.asarray(fused, dtype=np.float32)).softmax(dim=1).numpy()
+        return [
+            Prediction(video=str(videos[i]), levels={k: v[i] for k, v in result.scores.items()},
+                       probabilities=probs[i], class_names=self.class_names)
+            for i in range(len(records))
+        ]
+
+    def clip(self, video: str | Path, *, segments: int) -> torch.Tensor:
+        """One centre-cropped test clip ``(T, C, H, W)`` of ``video``, as the model sees it."""
+        from ..data.clips import ClipDataset
+        from ..data.sampling import make_sampler
+        from ..data.transforms import build_transform
+
+        spec = self.model.input_spec
+        mod = self.model.modality
+        mean, std = ((spec.flow_mean,), (spec.flow_std,)) if mod.kind == "flow" else (spec.mean, spec.std)
+        sampler = make_sampler(self.data_config.get("sampler", "off"), num_segments=segments,
+                               new_length=mod.frames_per_segment, test=True, test_segments=segments)
+        transform = build_transform(train=False, size=self.size, modality=mod.name, mean=mean, std=std,
+                                    bgr=spec.bgr, scale255=spec.scale255, flip=False,
+                                    resize_to=self.data_config.get("resize_to"))
+        record = VideoRecord(path=Path(video).expanduser().resolve(), label=0, source=str(video))
+        if not record.path.exists():
+            raise FileNotFoundError(f"video not found: {video}")
+        dataset = ClipDataset([record], modality=mod.name, sampler=sampler, transform=transform, seed=0)
+        return dataset[0][0]

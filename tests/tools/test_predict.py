@@ -1,0 +1,79 @@
+"""offnet predict / visualize on a checkpoint built in the test and a generated video."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import offnet
+from offnet.cli import main
+from offnet.engine.checkpoint import save_checkpoint
+from offnet.tools.predict import Predictor
+
+CLASSES = ["Left", "Right", "Still"]
+
+
+def _video(path, frames=20, size=64):
+    rng = np.random.default_rng(0)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        base = rng.integers(0, 255, (size, size * 2, 3), dtype=np.uint8)
+        for i in range(frames):
+            img = np.ascontiguousarray(base[:, i : i + size])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = offnet.create_model("off", num_classes=3, backbone="tiny")
+    path = tmp_path / "run" / "stage2" / "best.pt"
+    save_checkpoint(path, {
+        "model_config": model.config, "model": model.state_dict(), "class_names": CLASSES, "stage": 2,
+        "step": 1, "config": {"data": {"sampler": "off", "test_segments": 4, "size": 64, "flip": False}},
+    })
+    return path
+
+
+def test_predictor_scores_every_level_and_ranks_classes(checkpoint, tmp_path):
+    video = _video(tmp_path / "clip.avi")
+    predictor = Predictor(tmp_path / "run")
+    assert predictor.checkpoint == checkpoint and predictor.segments == 4
+    (pred,) = predictor.predict([video])
+    assert set(pred.levels) == {"rgb", "off28", "off14", "off7"}
+    assert np.isclose(pred.probabilities.sum(), 1.0, atol=1e-5)
+    top = pred.top(3)
+    assert sorted(name for name, _ in top) == sorted(CLASSES)
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+    clip = predictor.clip(video, segments=5)
+    assert clip.shape == (5, 3, 64, 64)
+
+
+def test_predict_and_visualize_cli(checkpoint, tmp_path, capsys):
+    video = _video(tmp_path / "clip.avi")
+    out = tmp_path / "pred.json"
+    assert main(["predict", str(checkpoint), str(video), "--top", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "clip.avi" in printed and printed.count("%") == 2
+    saved = json.loads(out.read_text())
+    assert saved["class_names"] == CLASSES and len(saved["predictions"][0]["top"]) == 2
+    png = tmp_path / "vis.png"
+    assert main(["visualize", str(checkpoint), str(video), "--out", str(png), "--segments", "3"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_names_missing_and_broken_videos(checkpoint, tmp_path, capsys):
+    assert main(["predict", str(checkpoint), str(tmp_path / "nope.avi")]) == 1
+    assert "nope.avi" in capsys.readouterr().err
+    broken = tmp_path / "broken.avi"
+    broken.write_text("not a video")
+    assert main(["predict", str(checkpoint), str(broken)]) == 1
+    assert "broken.avi" in capsys.readouterr().err
