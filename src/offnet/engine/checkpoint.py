@@ -30,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +46,8 @@ __all__ = [
     "load_checkpoint",
     "find_checkpoint",
     "build_model_from_checkpoint",
+    "rng_state",
+    "restore_rng_state",
 ]
 
 log = logging.getLogger(__name__)
@@ -181,3 +185,46 @@ def build_model_from_checkpoint(path_or_run_dir: str | Path) -> tuple[nn.Module,
     model.eval()
     log.info("loaded %s (stage %s, step %s)", path, payload.get("stage"), payload.get("step"))
     return model, payload
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """torch / CUDA / numpy / python RNG states as plain containers (the ``rng`` payload key)."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state_plain(),
+        "python": _to_lists(random.getstate()),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _numpy_state_plain() -> dict[str, Any]:
+    # The MT19937 key is an ndarray, which weights_only loading refuses: store it as a list of ints.
+    state = np.random.get_state(legacy=False)
+    inner = dict(state["state"])
+    inner["key"] = inner["key"].tolist()
+    return {**state, "state": inner}
+
+
+def _numpy_state_restore(state: dict[str, Any]) -> None:
+    inner = dict(state["state"])
+    inner["key"] = np.asarray(inner["key"], dtype=np.uint32)
+    np.random.set_state({**state, "state": inner})
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+def _to_tuples(value: Any) -> Any:
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    _numpy_state_restore(state["numpy"])
+    random.setstate(_to_tuples(state["python"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

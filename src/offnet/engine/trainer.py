@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, StageConfig
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .datasets import build_train_data, load_train_records
 from .distributed import DistContext, ResumableBatchSampler, all_reduce_sum, init_distributed
 from .schedule import LRSchedule
@@ -108,48 +108,6 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
         spatial_mode=m.spatial_mode,
         replicate_official_misalignment=m.replicate_official_misalignment,
     )
-
-
-# --------------------------------------------------------------------------------------------- RNG
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": _numpy_state_plain(),
-        "python": _to_lists(random.getstate()),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _numpy_state_plain() -> dict[str, Any]:
-    # The MT19937 key is an ndarray, which weights_only loading refuses: store it as a list of ints.
-    state = np.random.get_state(legacy=False)
-    inner = dict(state["state"])
-    inner["key"] = inner["key"].tolist()
-    return {**state, "state": inner}
-
-
-def _numpy_state_restore(state: dict[str, Any]) -> None:
-    inner = dict(state["state"])
-    inner["key"] = np.asarray(inner["key"], dtype=np.uint32)
-    np.random.set_state({**state, "state": inner})
-
-
-def _to_lists(value: Any) -> Any:
-    return [_to_lists(v) for v in value] if isinstance(value, tuple | list) else value
-
-
-def _to_tuples(value: Any) -> Any:
-    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    _numpy_state_restore(state["numpy"])
-    random.setstate(_to_tuples(state["python"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -298,7 +256,7 @@ def _payload(
             optimizer=optimizer.state_dict(),
             scheduler=schedule.state_dict(),
             scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-            rng=_rng_state(ctx.device),
+            rng=rng_state(ctx.device),
             sampler={"epoch": run.epoch, "position": run.position, "steps_per_epoch": run.steps_per_epoch},
         )
     return payload
@@ -363,7 +321,7 @@ def _run_stage(
         schedule.load_state_dict(payload["scheduler"])
         if payload.get("scaler") is not None:
             scaler.load_state_dict(payload["scaler"])
-        _set_rng_state(payload["rng"], ctx.device)
+        restore_rng_state(payload["rng"], ctx.device)
         run.step, run.epoch = payload["step"], payload["sampler"]["epoch"]
         run.position, run.best_metric = payload["sampler"]["position"], payload["best_metric"]
         log.info("stage %d: resuming from %s at step %d/%d", stage, resume_from, run.step, run.total_steps)
@@ -441,7 +399,8 @@ def _run_stage(
             if data.val is not None and (run.step % tc.val_every == 0 or done):
                 scores = _validate(model, data.val, config, ctx)
                 metric = scores.get(eval_level, 0.0)
-                improved = run.best_metric is None or metric > run.best_metric
+                # ties go to the later, longer-trained weights
+                improved = run.best_metric is None or metric >= run.best_metric
                 if improved:
                     run.best_metric = metric
                 jlog.write({"stage": stage, "step": run.step, "val": scores, "val_metric": metric,
