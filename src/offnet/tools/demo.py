@@ -1,0 +1,346 @@
+"""The main job on an embedded default: OFF's story told by real training runs on a built-in benchmark.
+
+:func:`run_demo` generates the synthetic motion benchmark (:mod:`offnet.data.synth`, UCF-101 layout,
+cached), then trains and tests, through the same code as ``offnet train`` and ``offnet test`` and with
+the tiny backbone:
+
+=============  ==============================================================================
+tsn-rgb        TSN, 1 RGB frame per segment (stage 1)
+hypnet-rgb     Hyp-Net: the OFF sub-network on the frozen TSN backbone without the OFF operator
+off-rgb        OFF(RGB): the OFF sub-network on the frozen TSN backbone (stage 2 from tsn-rgb)
+tsn+off-rgb    score fusion RGB + OFF(RGB) (plain sum, the paper's Table 2)
+off-rawoff     OFF on the Raw OFF modality (stage 1 TSN on Raw OFF, then stage 2)
+tsn-flow       TSN on TV-L1 flow (optional: flow extraction dominates its cost)
+=============  ==============================================================================
+
+and writes a table in the form of the paper's Tables 2 and 3, ``results.json``, an accuracy-vs-throughput
+plot, confusion matrices (one per run, written by the test step) and an OFF visualisation of a test clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["DemoSettings", "QUICK", "FULL", "run_demo", "format_table"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of one demo run (see :data:`FULL` and :data:`QUICK`)."""
+
+    classes: tuple[str, ...] = ("SlideLeft", "SlideRight", "TurnClockwise", "TurnCounterClockwise",
+                                "StillBlock", "WanderingBall")
+    videos_per_class: int = 24
+    frame_size: int = 64  # generated frame side (px)
+    num_frames: int = 32  # frames per generated video
+    input_size: int = 64  # network input side (px)
+    segments: int = 4  # training segments (alpha)
+    test_segments: int = 16  # test segments (beta); the OFF sampler's interval is num_frames // beta
+    batch_size: int = 16
+    stage1_iterations: int = 150
+    stage2_iterations: int = 150
+    lr: float = 0.01
+    dropout: float = 0.5
+    flow: bool = True  # also train TSN on TV-L1 flow
+    flow_algorithm: str = "tvl1"
+    timing_repeats: int = 15  # interleaved timing rounds per model (median taken)
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # config overrides applied to every run
+
+
+FULL = DemoSettings()
+QUICK = dataclasses.replace(
+    FULL, classes=("SlideLeft", "SlideRight", "StillBlock"), videos_per_class=6, num_frames=16,
+    segments=3, test_segments=8, batch_size=8, stage1_iterations=6, stage2_iterations=6, flow=True,
+    timing_repeats=5,
+)
+
+
+def _synth_root(out: Path, s: DemoSettings) -> Path:
+    key = json.dumps([s.classes, s.videos_per_class, s.frame_size, s.num_frames, s.seed]).encode()
+    return out / "data" / f"synth-{hashlib.sha1(key).hexdigest()[:10]}"
+
+
+def _config(s: DemoSettings, *, name: str, model: str, modality: str, root: Path, stages: list[int],
+            frames_root: Path | None = None, progress_workers: int = 0) -> Any:
+    from ..config import Config
+
+    stage = {"lr": s.lr, "schedule": "cosine", "num_cycles": 1, "warmup_iters": 0}
+    data = {
+        "dataset": "ucf101", "root": str(root), "split": 1, "frames_root": str(frames_root) if frames_root else None,
+        "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
+        "test_segments": s.test_segments, "size": s.input_size, "scales": [1.0, 0.875], "flip": False,
+        "num_workers": progress_workers, "on_bad_video": "fail", "val_fraction": 0.0,
+    }
+    cfg = {
+        "name": name, "seed": s.seed, "stages": stages,
+        "model": {"name": model, "backbone": "tiny", "modality": modality, "dropout": s.dropout,
+                  "partial_bn": False},
+        "data": data,
+        "train": {"batch_size": s.batch_size, "device": "cpu", "checkpoint_every": 10_000, "val_every": 10_000,
+                  "log_every": 10, "tensorboard": False},
+        "stage1": {**stage, "iterations": s.stage1_iterations},
+        "stage2": {**stage, "iterations": s.stage2_iterations},
+    }
+    for key, value in s.extra.items():
+        section, _, leaf = key.partition(".")
+        cfg.setdefault(section, {})[leaf] = value
+    return Config.from_dict(cfg, source=f"demo:{name}")
+
+
+def _pair_accuracy(scores: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                   pairs: list[tuple[str, str]]) -> float | None:
+    """Accuracy of telling each time-reversed pair apart (chance = 0.5), over the pairs' test videos."""
+    correct = total = 0
+    for a, b in pairs:
+        if a not in class_names or b not in class_names:
+            continue
+        ia, ib = class_names.index(a), class_names.index(b)
+        mask = (labels == ia) | (labels == ib)
+        pred = np.where(scores[mask, ia] > scores[mask, ib], ia, ib)
+        correct += int((pred == labels[mask]).sum())
+        total += int(mask.sum())
+    return correct / total if total else None
+
+
+def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """Inference clips/s and frames/s of each checkpoint's model at the test input, batch 1, on the CPU.
+
+    The models are timed round-robin (one clip each, ``repeats`` rounds, median), so their ratios hold on a
+    shared, noisy machine.
+    """
+    import statistics
+
+    from ..engine.checkpoint import build_model_from_checkpoint
+
+    models, inputs = {}, {}
+    for method, path in checkpoints.items():
+        model, _ = build_model_from_checkpoint(path)
+        models[method] = model.eval()
+        inputs[method] = torch.randn(1, segments, model.modality.data_channels, size, size)
+    times: dict[str, list[float]] = {m: [] for m in models}
+    with torch.no_grad():
+        for method, model in models.items():
+            model(inputs[method])  # warm-up
+        for _ in range(repeats):
+            for method, model in models.items():
+                t0 = time.perf_counter()
+                model(inputs[method])
+                times[method].append(time.perf_counter() - t0)
+    out = {}
+    for method, model in models.items():
+        clips_per_s = 1.0 / statistics.median(times[method])
+        out[method] = (clips_per_s, clips_per_s * segments * model.modality.frames_per_segment)
+    return out
+
+
+def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoSettings = FULL,
+             progress: bool = True, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole comparison into ``out`` and return the ``results.json`` content.
+
+    ``data`` points at a dataset in UCF-101 layout (split 1) to use instead of the synthetic one.
+    ``say`` receives one line per step (the CLI prints them).
+    """
+    from ..cli import main as cli_main
+    from ..data.datasets import load_split
+    from ..data.synth import reversal_pairs, write_synthetic_dataset
+    from ..engine.evaluate import load_eval
+    from ..engine.metrics import compute_metrics
+    from ..engine.trainer import train
+
+    wall0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = settings
+    if data is None:
+        root = _synth_root(out, s)
+        say(f"[data] synthetic benchmark at {root} ({len(s.classes)} classes x {s.videos_per_class} videos)")
+        write_synthetic_dataset(root, classes=list(s.classes), videos_per_class=s.videos_per_class, seed=s.seed,
+                                size=s.frame_size, num_frames=s.num_frames, progress=progress)
+        pairs = [tuple(p) for p in json.loads((root / "synth.json").read_text()).get("pairs", [])]
+        dataset_name = "offnet-synth"
+    else:
+        root = Path(data)
+        class_names = load_split("ucf101", root, split=1, subset="train").class_names
+        pairs = [tuple(p) for p in reversal_pairs(class_names)] if class_names else []
+        dataset_name = str(root)
+    runs = out / "runs"
+    if runs.exists():  # every demo trains afresh; only the generated data is reused
+        shutil.rmtree(runs)
+    rows: list[dict[str, Any]] = []
+    checkpoints: dict[str, str] = {}
+    evals: dict[str, Any] = {}
+    flow_root: Path | None = None
+    flow_s_per_frame = 0.0
+
+    plan: list[tuple[str, str, str, list[int], str | None]] = [
+        # method, model, modality, stages, start from (method)
+        ("tsn-rgb", "tsn", "rgb", [1], None),
+        ("hypnet-rgb", "hypnet", "rgb", [2], "tsn-rgb"),
+        ("off-rgb", "off", "rgb", [2], "tsn-rgb"),
+        ("off-rawoff", "off", "rawoff", [1, 2], None),
+    ]
+    if s.flow:
+        plan.append(("tsn-flow", "tsn", "flow", [1], None))
+    train_clips_per_s: dict[str, float] = {}
+    for i, (method, model_name, modality, stages, start) in enumerate(plan, start=1):
+        if modality == "flow" and flow_root is None:
+            flow_root, flow_s_per_frame = _extract_flow(root, out, s, say)
+        run_dir = runs / method
+        cfg = _config(s, name=method, model=model_name, modality=modality, root=root, stages=stages,
+                      frames_root=flow_root if modality == "flow" else None)
+        say(f"[{i}/{len(plan)}] {method}: train stages {stages}")
+        result = train(cfg, run_dir=run_dir, finetune_from=(runs / start) if start else None, progress=progress)
+        train_clips_per_s[method] = result.clips_per_s
+        ckpt = result.checkpoints[stages[-1]]
+        checkpoints[method] = str(ckpt)
+        test_dir = run_dir / "test"
+        say(f"[{i}/{len(plan)}] {method}: test ({s.test_segments} segments)")
+        args = ["test", str(ckpt), "--out", str(test_dir)] + ([] if progress else ["--no-progress"])
+        if modality == "flow":
+            args += ["--frames-root", str(flow_root)]
+        if cli_main(args) != 0:
+            raise RuntimeError(f"testing {method} failed; see the messages above")
+        evals[method] = load_eval(test_dir)
+
+    for method, ev in evals.items():
+        level = ev.final_level
+        rows.append(_row(method, ev.scores[level], ev, pairs, compute_metrics))
+    if "tsn-rgb" in evals and "off-rgb" in evals:
+        from ..engine.fusion import fuse, resolve_levels
+
+        pair = [evals["tsn-rgb"], evals["off-rgb"]]
+        fused = fuse(pair, resolve_levels(pair, [["rgb"], ["off7"]]))
+        rows.insert(3, _row("tsn+off-rgb", fused.scores, evals["tsn-rgb"], pairs, compute_metrics,
+                            labels=fused.labels))
+
+    say("[timing] inference throughput of each model, batch 1, CPU")
+    speed_methods = {r["method"]: r["method"] for r in rows}
+    speed_methods["tsn+off-rgb"] = "off-rgb"  # the OFF model computes the RGB score on the way
+    measured = _throughput({m: Path(checkpoints[m]) for m in dict.fromkeys(speed_methods.values())},
+                           segments=s.test_segments, size=s.input_size, repeats=s.timing_repeats)
+    for row in rows:
+        clips_s, frames_s = measured[speed_methods[row["method"]]]
+        if row["method"].endswith("flow") and flow_s_per_frame > 0:
+            # flow frames must be extracted first: per frame, extraction time + network time
+            frames_s = 1.0 / (1.0 / frames_s + flow_s_per_frame)
+            clips_s = frames_s / (s.test_segments * 5)
+        row["clips_per_s"] = clips_s
+        row["frames_per_s"] = frames_s
+        row["train_clips_per_s"] = train_clips_per_s.get(speed_methods[row["method"]])
+    results = {
+        "dataset": dataset_name, "root": str(root), "wall_s": time.perf_counter() - wall0,
+        "settings": {k: v for k, v in dataclasses.asdict(s).items()},
+        "pairs": [list(p) for p in pairs], "rows": rows, "checkpoints": checkpoints,
+        "flow_extraction_s_per_frame": flow_s_per_frame or None,
+    }
+    _plot(rows, out / "accuracy_vs_throughput.png")
+    _visualize(Path(checkpoints["off-rgb"]), evals["off-rgb"], root, out / "off_visualization.png", s)
+    results["files"] = {
+        "plot": str(out / "accuracy_vs_throughput.png"), "visualization": str(out / "off_visualization.png"),
+        "confusion": {m: str(runs / m / "test" / "confusion.png") for m in evals},
+    }
+    results["wall_s"] = time.perf_counter() - wall0
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _row(method: str, scores: np.ndarray, ev: Any, pairs: list, compute_metrics: Callable,
+         labels: np.ndarray | None = None) -> dict[str, Any]:
+    labels = ev.labels if labels is None else labels
+    m = compute_metrics(scores, labels, ev.class_names)
+    return {"method": method, "top1": float(m.top1), "mean_class_acc": float(m.mean_class_accuracy),
+            "pair_acc": _pair_accuracy(scores, labels, tuple(ev.class_names), pairs)}
+
+
+def _extract_flow(root: Path, out: Path, s: DemoSettings, say: Callable[[str], None]) -> tuple[Path, float]:
+    from ..data.flow import extract_flow
+    from ..data.ucf101 import find_ucf101_layout
+
+    video_dir, _, _ = find_ucf101_layout(root)
+    flow_root = out / "data" / f"{root.name}-flow-{s.flow_algorithm}"
+    say(f"[flow] {s.flow_algorithm} flow of every video into {flow_root} (resumable)")
+    summary = extract_flow(video_dir, flow_root, algorithm=s.flow_algorithm, rgb=False, workers=2, progress=True)
+    if not summary.ok:
+        raise RuntimeError(f"flow extraction failed for {len(summary.failed)} videos: {summary.failed[:3]}")
+    per_frame = _flow_cost(video_dir, s)
+    return flow_root, per_frame
+
+
+def _flow_cost(video_dir: Path, s: DemoSettings) -> float:
+    """Seconds per flow frame of the extractor on one video, single process (measured, not cached)."""
+    from ..data.decode import read_frames
+    from ..data.flow import compute_flow
+
+    video = next(p for p in sorted(video_dir.rglob("*")) if p.is_file())
+    frames = read_frames(video, list(range(min(9, s.num_frames))))
+    gray = [np.asarray(f.mean(axis=2), dtype=np.uint8) for f in frames]
+    t0 = time.perf_counter()
+    for a, b in zip(gray[:-1], gray[1:]):
+        compute_flow(a, b, algorithm=s.flow_algorithm)
+    return (time.perf_counter() - t0) / (len(gray) - 1)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["frames_per_s"], 100 * r["top1"], s=40)
+        ax.annotate(r["method"], (r["frames_per_s"], 100 * r["top1"]), textcoords="offset points", xytext=(5, 3),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("frames per second (CPU inference, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("accuracy vs throughput")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _visualize(checkpoint: Path, ev: Any, root: Path, path: Path, s: DemoSettings) -> None:
+    from ..data.datasets import load_split
+    from .predict import Predictor
+    from .visualize import off_maps, plot_off
+
+    records = load_split("ucf101", root, split=1, subset="test").records
+    # a test clip of the first time-reversed class if there is one, else the first test clip
+    record = records[0]
+    predictor = Predictor(checkpoint)
+    clip = predictor.clip(record.path, segments=min(5, s.test_segments))
+    plot_off(off_maps(predictor.model, clip), path, class_names=predictor.class_names,
+             title=f"{record.path.name} (true class: {ev.class_names[record.label]})")
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The paper's Table 2/3 form: method, accuracy, pair accuracy, throughput."""
+    lines = [
+        f"dataset: {results['dataset']}   wall time: {results['wall_s']:.0f} s",
+        f"{'method':<13} {'top-1':>7} {'mean cls':>9} {'rev. pairs':>10} {'clips/s':>9} {'frames/s':>9}",
+        "-" * 62,
+    ]
+    for r in results["rows"]:
+        pair = "-" if r["pair_acc"] is None else f"{100 * r['pair_acc']:.1f}%"
+        lines.append(f"{r['method']:<13} {100 * r['top1']:>6.1f}% {100 * r['mean_class_acc']:>8.1f}% {pair:>10} "
+                     f"{r['clips_per_s']:>9.1f} {r['frames_per_s']:>9.0f}")
+    lines.append("rev. pairs: accuracy at telling each class from its time-reversed twin (chance 50%).")
+    lines.append("throughput: network forward at the test input, batch 1, this CPU; flow includes its extraction.")
+    return "\n".join(lines)
