@@ -117,7 +117,8 @@ def _pair_accuracy(scores: np.ndarray, labels: np.ndarray, class_names: tuple[st
     return correct / total if total else None
 
 
-def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int, repeats: int) -> dict[str, tuple[float, float]]:
+def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int,
+                repeats: int) -> dict[str, tuple[float, float]]:
     """Inference clips/s and frames/s of each checkpoint's model at the test input, batch 1, on the CPU.
 
     The models are timed round-robin (one clip each, ``repeats`` rounds, median), so their ratios hold on a
