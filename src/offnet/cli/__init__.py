@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"offnet: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown quiet
+        return 0
     except KeyboardInterrupt:
         print("offnet: interrupted", file=sys.stderr)
         return 130
