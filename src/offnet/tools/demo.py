@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class DemoSettings:
     """Sizes of one demo run (see :data:`FULL` and :data:`QUICK`)."""
 
-    classes: tuple[str, ...] = ("SlideLeft", "SlideRight", "TurnClockwise", "TurnCounterClockwise",
+    classes: tuple[str, ...] = ("SlideLeft", "SlideRight", "TurnClockwise", "TurnCounterclockwise",
                                 "StillBlock", "WanderingBall")
     videos_per_class: int = 24
     frame_size: int = 64  # generated frame side (px)
