@@ -66,7 +66,7 @@ FULL = DemoSettings()
 QUICK = dataclasses.replace(
     FULL, classes=("SlideLeft", "SlideRight", "StillBlock"), videos_per_class=6, num_frames=16,
     segments=3, test_segments=8, batch_size=8, stage1_iterations=6, stage2_iterations=6, flow=True,
-    timing_repeats=5,
+    flow_algorithm="farneback", timing_repeats=5,
 )
 
 
@@ -247,6 +247,7 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
         "dataset": dataset_name, "root": str(root), "wall_s": time.perf_counter() - wall0,
         "settings": {k: v for k, v in dataclasses.asdict(s).items()},
         "pairs": [list(p) for p in pairs], "rows": rows, "checkpoints": checkpoints,
+        "flow_algorithm": s.flow_algorithm if s.flow else None,
         "flow_extraction_s_per_frame": flow_s_per_frame or None,
     }
     _plot(rows, out / "accuracy_vs_throughput.png")
