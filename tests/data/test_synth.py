@@ -167,9 +167,10 @@ def test_slides_move_visibly_in_opposite_directions() -> None:
              for s in range(6)]
     left = [_horizontal_motion(render_clip("SlideLeft", rng=np.random.default_rng(100 + s), num_frames=12))
             for s in range(6)]
-    assert min(right) > 0.2 and max(left) < -0.2
+    assert min(right) > 0.1 and max(left) < -0.1  # a linearised estimate: the sign is what counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("forward", "backward"), [SYNTH_PAIRS[0], SYNTH_PAIRS[3]])
 def test_frames_of_a_pair_are_identically_distributed(forward: str, backward: str) -> None:
     """Per frame index, frame statistics agree between the classes (within sampling error) — unlike motion."""

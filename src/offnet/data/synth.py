@@ -66,6 +66,11 @@ _APPEARANCE_CLASSES = ("StillBlock", "WanderingBall")
 SYNTH_CLASSES: tuple[str, ...] = tuple(c for pair in SYNTH_PAIRS for c in pair) + _APPEARANCE_CLASSES
 
 _FPS = 25
+_SPEED_PX = (1.5, 3.0)  # pattern speed range, px / frame at 64 px (scaled with the frame size)
+_FEATURE_PX = (8.0, 14.0)  # pattern blob size range, px at 64 px
+_PATTERN_PERIOD = 32  # pattern tile period, px at 64 px
+_WINDOW_SCALE = 1.15  # multiplies the window size ranges below
+_BG_CONTRAST = 0.1
 _MAX_GROUPS = 25  # as UCF-101
 
 
@@ -133,7 +138,7 @@ class _Scene:
         self.num_frames = num_frames
         self.scale = size / 64.0
         self.background = _periodic_texture(
-            bg_rng, period=2 * size, feature_px=bg_rng.uniform(3.0, 10.0) * self.scale, contrast=0.18
+            bg_rng, period=2 * size, feature_px=bg_rng.uniform(3.0, 10.0) * self.scale, contrast=_BG_CONTRAST
         )
         shake = 0.6 * self.scale
         self.shake_x = _ar1(rng, num_frames, shake, 0.6)  # (N,)
@@ -155,7 +160,7 @@ class _Scene:
 
     def window(self, rng: np.random.Generator, half_range: tuple[float, float]) -> tuple[float, float, float]:
         """A random window half-size and centre that keep the window inside the frame despite shake."""
-        half = rng.uniform(*half_range) * self.size
+        half = rng.uniform(*half_range) * _WINDOW_SCALE * self.size
         margin = half + 3.0 * 0.6 * self.scale + 1.0
         cx = rng.uniform(margin, self.size - margin)
         cy = rng.uniform(margin, self.size - margin)
@@ -163,11 +168,11 @@ class _Scene:
 
 
 def _speed(rng: np.random.Generator, scale: float) -> float:
-    return rng.uniform(1.5, 3.0) * scale  # px / frame at 64 px
+    return rng.uniform(*_SPEED_PX) * scale
 
 
 def _pattern(rng: np.random.Generator, scale: float) -> np.ndarray:
-    return _periodic_texture(rng, period=int(round(32 * scale)), feature_px=rng.uniform(4.0, 7.0) * scale,
+    return _periodic_texture(rng, period=int(round(_PATTERN_PERIOD * scale)), feature_px=rng.uniform(*_FEATURE_PX) * scale,
                              contrast=0.35)
 
 
