@@ -172,8 +172,8 @@ def _speed(rng: np.random.Generator, scale: float) -> float:
 
 
 def _pattern(rng: np.random.Generator, scale: float) -> np.ndarray:
-    return _periodic_texture(rng, period=int(round(_PATTERN_PERIOD * scale)), feature_px=rng.uniform(*_FEATURE_PX) * scale,
-                             contrast=0.35)
+    feature_px = rng.uniform(*_FEATURE_PX) * scale
+    return _periodic_texture(rng, period=int(round(_PATTERN_PERIOD * scale)), feature_px=feature_px, contrast=0.35)
 
 
 # --------------------------------------------------------------------------------------------------
