@@ -56,5 +56,5 @@ def test_resnet_state_dict_has_torchvision_keys():
 def test_tiny_backbone_scales_and_first_conv_width():
     net = tiny(in_channels=10).eval()
     taps, final = net(torch.randn(2, 10, 64, 64))
-    assert [taps[t].shape[-1] for s in SCALES for t in net.tap_names[s]] == [8, 8, 4, 4, 2, 2]
+    assert [taps[t].shape[-1] for s in SCALES for t in net.tap_names[s]] == [16, 16, 8, 8, 4, 4]
     assert net.state_dict()[f"{net.first_conv}.weight"].shape[1] == 10

@@ -13,7 +13,7 @@ def test_off_maps_shapes_and_static_background_cancels(tmp_path):
     maps = off_maps(model, still)
     assert maps["frames"].shape == (4, 64, 64, 3)
     assert maps["pixel_dt"].shape == (3, 64, 64) and np.allclose(maps["pixel_dt"], 0)
-    assert maps["feat_dt"].shape == (3, 8, 8) and np.allclose(maps["feat_dt"], 0)
+    assert maps["feat_dt"].shape == (3, 16, 16) and np.allclose(maps["feat_dt"], 0)
     assert set(maps["scores"]) == set(model.levels)
     out = plot_off(maps, tmp_path / "vis.png", class_names=["a", "b", "c"])
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"

@@ -20,7 +20,7 @@ BACKBONES: dict[str, tuple[Callable[..., Backbone], int]] = {
     "bninception": (bninception, 224),
     "resnet18": (resnet18, 224),
     "resnet50": (resnet50, 224),
-    "tiny": (tiny, 112),
+    "tiny": (tiny, 64),
 }
 
 
