@@ -63,6 +63,7 @@ DATASETS = ("ucf101", "hmdb51", "folder", "list", "synth")
 SAMPLERS = ("tsn", "off", "off_code")
 SCHEDULES = ("multistep", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adamw")
 BAD_VIDEO_POLICIES = ("skip", "fail")
 
 
@@ -113,9 +114,10 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD settings shared by every stage (paper / TSN values)."""
+    """Optimiser settings shared by every stage (paper / TSN values: SGD)."""
 
-    momentum: float = 0.9
+    name: str = "sgd"  # sgd (paper) | adamw (for small from-scratch CPU runs, e.g. the demo)
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 5e-4  # on weights only; biases and BN get none (model.param_groups)
     clip_grad_norm: float | None = 40.0  # global L2 norm clip; None disables
     nesterov: bool = False
@@ -207,6 +209,7 @@ class Config:
             ("data.sampler", self.data.sampler, SAMPLERS),
             ("data.on_bad_video", self.data.on_bad_video, BAD_VIDEO_POLICIES),
             ("train.amp", self.train.amp, AMP_MODES),
+            ("optim.name", self.optim.name, OPTIMIZERS),
         ]
         for number in (1, 2, 3):
             checks.append((f"stage{number}.schedule", self.stage(number).schedule, SCHEDULES))

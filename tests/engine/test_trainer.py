@@ -70,6 +70,14 @@ def test_gradient_accumulation_matches_a_big_batch(tmp_path, tiny_data):
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=1e-5) for k in a)
 
 
+def test_adamw_option_trains_and_unknown_optimizer_is_refused(tmp_path, tiny_data):
+    result = train(tiny_config(optim__name="adamw"), run_dir=tmp_path / "adamw", data=tiny_data, progress=False)
+    state = torch.load(result.checkpoints[2].parent / "last.pt", weights_only=True)["optimizer"]["state"]
+    assert any("exp_avg" in s for s in state.values())  # Adam moments, not SGD momentum buffers
+    with pytest.raises(ValueError, match="optim.name"):
+        tiny_config(optim__name="lbfgs")
+
+
 def test_bf16_autocast_on_cpu_and_fp16_refused(tmp_path, tiny_data):
     result = train(tiny_config(train__amp="bf16"), run_dir=tmp_path / "bf16", data=tiny_data, progress=False)
     assert result.checkpoints[2].is_file()

@@ -293,10 +293,12 @@ def _run_stage(
         )
     run = _StageRun(stage=stage, total_steps=stage_total_steps(cfg_stage, steps_per_epoch=steps_per_epoch),
                     steps_per_epoch=steps_per_epoch)
-    optimizer = torch.optim.SGD(
-        model.param_groups(weight_decay=config.optim.weight_decay), lr=cfg_stage.lr,
-        momentum=config.optim.momentum, nesterov=config.optim.nesterov,
-    )
+    groups = model.param_groups(weight_decay=config.optim.weight_decay)
+    if config.optim.name == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg_stage.lr)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=cfg_stage.lr, momentum=config.optim.momentum,
+                                    nesterov=config.optim.nesterov)
     schedule = LRSchedule(
         optimizer, base_lr=cfg_stage.lr, total_steps=run.total_steps, kind=cfg_stage.schedule,
         milestones=cfg_stage.milestones, gamma=cfg_stage.gamma, num_cycles=cfg_stage.num_cycles,
