@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="a dataset in UCF-101 layout (split 1) to use instead of the synthetic benchmark")
     p.add_argument("--quick", action="store_true", help="reduced sizes (about 2 minutes; used by the tests)")
-    p.add_argument("--no-flow", action="store_true", help="skip the TV-L1 flow stream")
+    p.add_argument("--no-flow", action="store_true", help="skip the optical-flow stream")
+    p.add_argument("--flow-algorithm", choices=("farneback", "tvl1"), default=None,
+                   help="optical flow for the flow stream (default farneback; tvl1 is the paper's, ~50x slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     settings = QUICK if args.quick else FULL
     if args.no_flow:
         settings = dataclasses.replace(settings, flow=False)
+    if args.flow_algorithm:
+        settings = dataclasses.replace(settings, flow_algorithm=args.flow_algorithm)
     results = run_demo(args.out, data=args.data, settings=settings, progress=not args.no_progress)
     print()
     print(format_table(results))
