@@ -126,8 +126,10 @@ def build_train_data(
         mean, std = spec.mean, spec.std
 
     def dataset(recs: list[VideoRecord], *, train: bool, segments: int) -> ClipDataset:
+        # Training clips take `num_segments` segments at the TEST interval L // test_segments (paper
+        # Sec. 4.2: one Δt for training and testing); validation clips are test clips of `segments`.
         sampler = make_sampler(d.sampler, num_segments=segments, new_length=modality.frames_per_segment,
-                               test=not train, test_segments=segments)
+                               test=not train, test_segments=d.test_segments if train else segments)
         transform = build_transform(
             train=train, size=d.size, modality=modality.name, mean=mean, std=std, bgr=spec.bgr,
             scale255=spec.scale255, flip=d.flip, crops=1, scales=d.scales, resize_to=d.resize_to,
