@@ -19,7 +19,7 @@ def test_print_config_resolves_overrides_in_any_position(capsys, tmp_path):
     assert code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["stage2"]["lr"] == 0.5 and printed["data"]["flip"] is True
-    assert printed["model"]["name"] == "off" and printed["stage1"]["iterations"] == 80
+    assert printed["model"]["name"] == "off" and printed["stage1"]["iterations"] == 400
 
 
 def test_user_errors_are_one_line_messages(capsys, tmp_path):
@@ -38,7 +38,8 @@ def test_train_synthetic_end_to_end_then_resume(capsys, tmp_path):
     run = tmp_path / "run"
     args = ["train", str(CONFIG), "--run-dir", str(run), "--no-progress", f"data.root={tmp_path / 'synth'}",
             "data.synth_videos_per_class=6", "data.synth_frames=16", "data.num_workers=0", "data.val_fraction=0.3",
-            "stage1.iterations=3", "stage2.iterations=3", "train.batch_size=4", "train.val_every=3",
+            "stage1.iterations=3", "stage2.iterations=3", "stage3.iterations=2", "train.batch_size=4",
+            "train.val_every=3",
             "train.checkpoint_every=2", "train.tensorboard=true"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -48,7 +49,7 @@ def test_train_synthetic_end_to_end_then_resume(capsys, tmp_path):
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["stage2"]["iterations"] == 3 and saved["data"]["dataset"] == "synth"
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in records} == {1, 2}
+    assert {r["stage"] for r in records} == {1, 2, 3}
     # a finished run resumed from its directory alone does no further work
     assert main(["train", "--resume", "--run-dir", str(run), "--no-progress"]) == 0
     assert len((run / "log.jsonl").read_text().splitlines()) == len(records)
