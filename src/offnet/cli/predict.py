@@ -25,11 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("visualize", help="draw the Raw OFF and OFF features of one clip (PNG)",
                        description="Draw, for consecutive segment pairs of a video, the frames, the pixel "
                        "temporal difference and gradient (Raw OFF), the OFF features of the model's first "
-                       "tapped layer, and the class scores per level.")
+                       "tapped layer, and the class scores per level of the whole test clip.")
     v.add_argument("checkpoint", help="run directory or .pt checkpoint")
     v.add_argument("video", help="video file or frame folder")
     v.add_argument("--out", required=True, help="PNG to write")
-    v.add_argument("--segments", type=int, default=5, help="segments to sample (default: 5)")
+    v.add_argument("--pairs", type=int, default=4, help="segment pairs to draw (default: 4)")
     v.set_defaults(func=run_visualize)
 
 
@@ -56,11 +56,12 @@ def run_visualize(args: argparse.Namespace) -> int:
     from ..tools.predict import Predictor
     from ..tools.visualize import off_maps, plot_off
 
-    if args.segments < 2:
-        raise ValueError(f"--segments must be at least 2 to show a pair, got {args.segments}")
+    if args.pairs < 1:
+        raise ValueError(f"--pairs must be at least 1, got {args.pairs}")
     predictor = Predictor(args.checkpoint)
-    clip = predictor.clip(args.video, segments=args.segments)
+    clip = predictor.clip(args.video)  # the whole test clip: its scores are the test protocol's (1 crop)
     maps = off_maps(predictor.model, clip)
-    out = plot_off(maps, args.out, class_names=predictor.class_names, title=Path(args.video).name)
+    out = plot_off(maps, args.out, class_names=predictor.class_names, title=Path(args.video).name,
+                   max_pairs=args.pairs)
     print(f"wrote {out}")
     return 0

@@ -316,10 +316,10 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
+    for i, r in enumerate(rows):
         ax.scatter(r["frames_per_s"], 100 * r["top1"], s=40)
-        ax.annotate(r["method"], (r["frames_per_s"], 100 * r["top1"]), textcoords="offset points", xytext=(5, 3),
-                    fontsize=8)
+        ax.annotate(r["method"], (r["frames_per_s"], 100 * r["top1"]), textcoords="offset points",
+                    xytext=(6, 8 - 10 * (i % 3)), fontsize=8)  # staggered: methods can share a point
     ax.set_xscale("log")
     ax.set_xlabel("frames per second (CPU inference, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
@@ -339,7 +339,7 @@ def _visualize(checkpoint: Path, ev: Any, root: Path, path: Path, s: DemoSetting
     # a test clip of the first time-reversed class if there is one, else the first test clip
     record = records[0]
     predictor = Predictor(checkpoint)
-    clip = predictor.clip(record.path, segments=min(5, s.test_segments))
+    clip = predictor.clip(record.path)
     plot_off(off_maps(predictor.model, clip), path, class_names=predictor.class_names,
              title=f"{record.path.name} (true class: {ev.class_names[record.label]})")
 

@@ -88,8 +88,9 @@ class Predictor:
             for i in range(len(records))
         ]
 
-    def clip(self, video: str | Path, *, segments: int) -> torch.Tensor:
-        """One centre-cropped test clip ``(T, C, H, W)`` of ``video``, as the model sees it."""
+    def clip(self, video: str | Path) -> torch.Tensor:
+        """The centre-cropped test clip ``(T, C, H, W)`` of ``video`` (T = test segments, sampled at the run's
+        test interval), as the model sees it at test time."""
         from ..data.clips import ClipDataset
         from ..data.sampling import make_sampler
         from ..data.transforms import build_transform
@@ -97,8 +98,8 @@ class Predictor:
         spec = self.model.input_spec
         mod = self.model.modality
         mean, std = ((spec.flow_mean,), (spec.flow_std,)) if mod.kind == "flow" else (spec.mean, spec.std)
-        sampler = make_sampler(self.data_config.get("sampler", "off"), num_segments=segments,
-                               new_length=mod.frames_per_segment, test=True, test_segments=segments)
+        sampler = make_sampler(self.data_config.get("sampler", "off"), num_segments=self.segments,
+                               new_length=mod.frames_per_segment, test=True, test_segments=self.segments)
         transform = build_transform(train=False, size=self.size, modality=mod.name, mean=mean, std=std,
                                     bgr=spec.bgr, scale255=spec.scale255, flip=False,
                                     resize_to=self.data_config.get("resize_to"))
