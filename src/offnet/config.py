@@ -53,7 +53,11 @@ _SafeLoader12.add_implicit_resolver(
 
 def _safe_load(text: str) -> Any:
     """``yaml.safe_load`` with YAML 1.2 booleans (see :class:`_SafeLoader12`)."""
-    return yaml.load(text, Loader=_SafeLoader12)  # noqa: S506 - a SafeLoader subclass
+    loader = _SafeLoader12(text)  # a SafeLoader: no Python object tags
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 MODEL_NAMES = ("tsn", "off", "hypnet")
