@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument("--data", type=Path, default=None,
                    help="a dataset in UCF-101 layout (split 1) to use instead of the synthetic benchmark")
-    p.add_argument("--quick", action="store_true", help="reduced sizes (about 2 minutes; used by the tests)")
+    p.add_argument("--quick", action="store_true", help="reduced sizes (well under a minute; used by the tests)")
     p.add_argument("--no-flow", action="store_true", help="skip the optical-flow stream")
     p.add_argument("--flow-algorithm", choices=("farneback", "tvl1"), default=None,
                    help="optical flow for the flow stream (default farneback; tvl1 is the paper's, ~50x slower)")
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, flow=False)
     if args.flow_algorithm:
         settings = dataclasses.replace(settings, flow_algorithm=args.flow_algorithm)
-    results = run_demo(args.out, data=args.data, settings=settings, progress=not args.no_progress)
+    results = run_demo(args.out, data=args.data, settings=settings, progress=not args.no_progress,
+                       say=lambda line: print(line, flush=True))
     print()
     print(format_table(results))
     print(f"\nwrote {args.out / 'results.json'}")

@@ -162,11 +162,11 @@ def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int,
 
 
 def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoSettings = FULL,
-             progress: bool = True, say: Callable[[str], None] = print) -> dict[str, Any]:
+             progress: bool = True, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Run the whole comparison into ``out`` and return the ``results.json`` content.
 
     ``data`` points at a dataset in UCF-101 layout (split 1) to use instead of the synthetic one.
-    ``say`` receives one line per step (the CLI prints them).
+    ``say`` receives one line per step (logged by default; the CLI prints them).
     """
     from ..cli import main as cli_main
     from ..data.datasets import load_split
@@ -216,7 +216,8 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
         run_dir = runs / method
         cfg = _config(s, name=method, model=model_name, modality=modality, root=root, stages=stages,
                       frames_root=flow_root if modality == "flow" else None)
-        say(f"[{i}/{len(plan)}] {method}: train stages {stages}")
+        say(f"[{i}/{len(plan)}] {method}: train stages {stages} "
+            f"({time.perf_counter() - wall0:.0f} s elapsed; each stage shows its ETA)")
         result = train(cfg, run_dir=run_dir, finetune_from=(runs / start) if start else None, progress=progress)
         train_clips_per_s[method] = result.clips_per_s
         ckpt = result.checkpoints[stages[-1]]
