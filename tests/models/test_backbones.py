@@ -58,3 +58,11 @@ def test_tiny_backbone_scales_and_first_conv_width():
     taps, final = net(torch.randn(2, 10, 64, 64))
     assert [taps[t].shape[-1] for s in SCALES for t in net.tap_names[s]] == [16, 16, 8, 8, 4, 4]
     assert net.state_dict()[f"{net.first_conv}.weight"].shape[1] == 10
+
+
+def test_input_spec_gives_the_normalisation_of_each_frame_kind():
+    from offnet.models.backbone import CAFFE_BGR_SPEC, IMAGENET_SPEC
+
+    assert CAFFE_BGR_SPEC.mean_std("rgb") == ((104.0, 117.0, 123.0), (1.0, 1.0, 1.0))
+    assert CAFFE_BGR_SPEC.mean_std("flow") == ((128.0,), (1.0,))
+    assert IMAGENET_SPEC.mean_std("flow") == ((0.5,), (0.226,))

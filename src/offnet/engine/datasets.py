@@ -120,10 +120,7 @@ def build_train_data(
         val_records, _ = validate_records(val_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
                                           workers=max(1, d.num_workers))
     spec = input_spec
-    if modality.kind == "flow":
-        mean, std = (spec.flow_mean,), (spec.flow_std,)
-    else:
-        mean, std = spec.mean, spec.std
+    mean, std = spec.mean_std(modality.kind)
 
     def dataset(recs: list[VideoRecord], *, train: bool, segments: int) -> ClipDataset:
         # Training clips take `num_segments` segments at the TEST interval L // test_segments (paper

@@ -254,10 +254,7 @@ def evaluate(
             sampler, num_segments=segments, new_length=mod.frames_per_segment, test=True,
             test_segments=segments,
         )
-    if mod.kind == "flow":
-        mean, std = (input_spec.flow_mean,), (input_spec.flow_std,)
-    else:
-        mean, std = input_spec.mean, input_spec.std
+    mean, std = input_spec.mean_std(mod.kind)
     transform = build_transform(
         train=False, size=size, modality=modality, mean=mean, std=std, bgr=input_spec.bgr,
         scale255=input_spec.scale255, flip=flip, crops=crops, resize_to=resize_to,

@@ -38,6 +38,12 @@ class InputSpec:
     flow_mean: float = 128.0
     flow_std: float = 1.0
 
+    def mean_std(self, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel ``(mean, std)`` for frames of ``kind``: ``"rgb"`` colour frames or ``"flow"`` images."""
+        if kind == "flow":
+            return (self.flow_mean,), (self.flow_std,)
+        return self.mean, self.std
+
 
 #: torchvision-style ImageNet weights: RGB in 0–1, ImageNet mean/std.
 IMAGENET_SPEC = InputSpec(

@@ -97,7 +97,7 @@ class Predictor:
 
         spec = self.model.input_spec
         mod = self.model.modality
-        mean, std = ((spec.flow_mean,), (spec.flow_std,)) if mod.kind == "flow" else (spec.mean, spec.std)
+        mean, std = spec.mean_std(mod.kind)
         sampler = make_sampler(self.data_config.get("sampler", "off"), num_segments=self.segments,
                                new_length=mod.frames_per_segment, test=True, test_segments=self.segments)
         transform = build_transform(train=False, size=self.size, modality=mod.name, mean=mean, std=std,
