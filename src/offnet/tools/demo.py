@@ -10,7 +10,7 @@ hypnet-rgb     Hyp-Net: the OFF sub-network on the frozen TSN backbone without t
 off-rgb        OFF(RGB): the OFF sub-network on the frozen TSN backbone (stage 2 from tsn-rgb)
 tsn+off-rgb    score fusion RGB + OFF(RGB) (plain sum, the paper's Table 2)
 off-rawoff     OFF on the Raw OFF modality (stage 1 TSN on Raw OFF, then stage 2)
-tsn-flow       TSN on TV-L1 flow (optional: flow extraction dominates its cost)
+tsn-flow       TSN on optical flow (Farneback by default, TV-L1 as an option; extraction dominates)
 =============  ==============================================================================
 
 and writes a table in the form of the paper's Tables 2 and 3, ``results.json``, an accuracy-vs-throughput
@@ -26,7 +26,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class DemoSettings:
     flow_algorithm: str = "farneback"  # tvl1 is the paper's (about 50x slower on the CPU)
     timing_repeats: int = 15  # interleaved timing rounds per model (median taken)
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)  # config overrides applied to every run
 
 
 FULL = DemoSettings()
@@ -108,9 +107,6 @@ def _config(s: DemoSettings, *, name: str, model: str, modality: str, root: Path
         "stage3": {**stage, "iterations": s.stage3_iterations},
         "optim": {"name": s.optimizer},
     }
-    for key, value in s.extra.items():
-        section, _, leaf = key.partition(".")
-        cfg.setdefault(section, {})[leaf] = value
     return Config.from_dict(cfg, source=f"demo:{name}")
 
 
@@ -212,7 +208,7 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
     train_clips_per_s: dict[str, float] = {}
     for i, (method, model_name, modality, stages, start) in enumerate(plan, start=1):
         if modality == "flow" and flow_root is None:
-            flow_root, flow_s_per_frame = _extract_flow(root, out, s, say)
+            flow_root, flow_s_per_frame = _extract_flow(root, out, s, say, progress=progress)
         run_dir = runs / method
         cfg = _config(s, name=method, model=model_name, modality=modality, root=root, stages=stages,
                       frames_root=flow_root if modality == "flow" else None)
@@ -282,14 +278,16 @@ def _row(method: str, scores: np.ndarray, ev: Any, pairs: list, compute_metrics:
             "pair_acc": _pair_accuracy(scores, labels, tuple(ev.class_names), pairs)}
 
 
-def _extract_flow(root: Path, out: Path, s: DemoSettings, say: Callable[[str], None]) -> tuple[Path, float]:
+def _extract_flow(root: Path, out: Path, s: DemoSettings, say: Callable[[str], None], *,
+                  progress: bool) -> tuple[Path, float]:
     from ..data.flow import extract_flow
     from ..data.ucf101 import find_ucf101_layout
 
     video_dir, _, _ = find_ucf101_layout(root)
     flow_root = out / "data" / f"{root.name}-flow-{s.flow_algorithm}"
     say(f"[flow] {s.flow_algorithm} flow of every video into {flow_root} (resumable)")
-    summary = extract_flow(video_dir, flow_root, algorithm=s.flow_algorithm, rgb=False, workers=2, progress=True)
+    summary = extract_flow(video_dir, flow_root, algorithm=s.flow_algorithm, rgb=False, workers=2,
+                           progress=progress)
     if not summary.ok:
         raise RuntimeError(f"flow extraction failed for {len(summary.failed)} videos: {summary.failed[:3]}")
     per_frame = _flow_cost(video_dir, s)
