@@ -46,6 +46,7 @@ __all__ = [
     "CROP_AGGREGATIONS",
     "EvalResult",
     "evaluate",
+    "build_test_dataset",
     "score_clips",
     "aggregate_crops",
     "save_eval",
@@ -181,6 +182,31 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def build_test_dataset(records: Sequence[VideoRecord], *, modality: str, segments: int, crops: int, size: int,
+                 sampler: Any, input_spec: Any, resize_to: int | None = None, flip: bool = True,
+                 seed: int = 0) -> Any:
+    """The clip dataset of the test protocol: ``segments`` test segments (a sampler name is built with
+    ``test_segments=segments``, so the OFF interval is L // segments), ``crops`` crops of ``size`` px,
+    the backbone's normalisation. Items are ``(T, C, H, W)`` (1 crop) or ``(crops, T, C, H, W)``."""
+    from offnet.data.clips import ClipDataset
+    from offnet.data.sampling import make_sampler
+    from offnet.data.transforms import build_transform
+
+    mod = get_modality(modality)
+    if isinstance(sampler, str):
+        sampler = make_sampler(
+            sampler, num_segments=segments, new_length=mod.frames_per_segment, test=True,
+            test_segments=segments,
+        )
+    mean, std = input_spec.mean_std(mod.kind)
+    transform = build_transform(
+        train=False, size=size, modality=modality, mean=mean, std=std, bgr=input_spec.bgr,
+        scale255=input_spec.scale255, flip=flip, crops=crops, resize_to=resize_to,
+    )
+    return ClipDataset(list(records), modality=modality, sampler=sampler, transform=transform, seed=seed,
+                       test_crops=crops, on_bad_video="fail")
+
+
 def evaluate(
     model: nn.Module,
     records: Sequence[VideoRecord],
@@ -230,9 +256,7 @@ def evaluate(
     # Imported here so that loading and fusing score files (`offnet fuse`) needs no video decoders.
     from tqdm.auto import tqdm
 
-    from offnet.data.clips import ClipDataset, make_loader
-    from offnet.data.sampling import make_sampler
-    from offnet.data.transforms import build_transform
+    from offnet.data.clips import make_loader
 
     if crops not in VALID_CROPS:
         raise ValueError(f"crops must be one of {list(VALID_CROPS)}, got {crops}")
@@ -242,23 +266,13 @@ def evaluate(
         raise ValueError(f"unknown crop aggregation {crop_agg!r}; choose one of {list(CROP_AGGREGATIONS)}")
     if not records:
         raise ValueError("no videos to evaluate: the record list is empty")
-    mod = get_modality(modality)
+    get_modality(modality)  # an unknown name fails here, before any decoding
     levels = tuple(model.levels)
     expected_classes = getattr(model, "num_classes", None)
     if expected_classes is not None and len(class_names) != expected_classes:
         raise ValueError(
             f"{len(class_names)} class names for a model with {expected_classes} classes; they must match"
         )
-    if isinstance(sampler, str):
-        sampler = make_sampler(
-            sampler, num_segments=segments, new_length=mod.frames_per_segment, test=True,
-            test_segments=segments,
-        )
-    mean, std = input_spec.mean_std(mod.kind)
-    transform = build_transform(
-        train=False, size=size, modality=modality, mean=mean, std=std, bgr=input_spec.bgr,
-        scale255=input_spec.scale255, flip=flip, crops=crops, resize_to=resize_to,
-    )
     skipped: list[str] = []
     if on_bad_video == "skip":
         # Checked up front: the clip dataset's own "skip" would score a neighbour under the bad video's name.
@@ -269,9 +283,9 @@ def evaluate(
         records = good
     elif on_bad_video != "fail":
         raise ValueError(f"on_bad_video must be 'fail' or 'skip', got {on_bad_video!r}")
-    dataset = ClipDataset(
-        list(records), modality=modality, sampler=sampler, transform=transform, seed=seed,
-        test_crops=crops, on_bad_video="fail",
+    dataset = build_test_dataset(
+        list(records), modality=modality, segments=segments, crops=crops, size=size, sampler=sampler,
+        input_spec=input_spec, resize_to=resize_to, flip=flip, seed=seed,
     )
     loader = make_loader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=seed, drop_last=False,

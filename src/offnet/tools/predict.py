@@ -91,20 +91,14 @@ class Predictor:
     def clip(self, video: str | Path) -> torch.Tensor:
         """The centre-cropped test clip ``(T, C, H, W)`` of ``video`` (T = test segments, sampled at the run's
         test interval), as the model sees it at test time."""
-        from ..data.clips import ClipDataset
-        from ..data.sampling import make_sampler
-        from ..data.transforms import build_transform
+        from ..engine.evaluate import build_test_dataset
 
-        spec = self.model.input_spec
-        mod = self.model.modality
-        mean, std = spec.mean_std(mod.kind)
-        sampler = make_sampler(self.data_config.get("sampler", "off"), num_segments=self.segments,
-                               new_length=mod.frames_per_segment, test=True, test_segments=self.segments)
-        transform = build_transform(train=False, size=self.size, modality=mod.name, mean=mean, std=std,
-                                    bgr=spec.bgr, scale255=spec.scale255, flip=False,
-                                    resize_to=self.data_config.get("resize_to"))
         record = VideoRecord(path=Path(video).expanduser().resolve(), label=0, source=str(video))
         if not record.path.exists():
             raise FileNotFoundError(f"video not found: {video}")
-        dataset = ClipDataset([record], modality=mod.name, sampler=sampler, transform=transform, seed=0)
+        dataset = build_test_dataset(
+            [record], modality=self.model.modality.name, segments=self.segments, crops=1, size=self.size,
+            sampler=self.data_config.get("sampler", "off"), input_spec=self.model.input_spec,
+            resize_to=self.data_config.get("resize_to"), flip=False,
+        )
         return dataset[0][0]
