@@ -82,6 +82,8 @@ class ModelConfig:
     dropout: float = 0.8  # dropout before every classification head (paper/TSN: 0.8)
     spatial_mode: str = "paper"  # paper (Sobel x/y on 128 ch) | official (32-ch projection, code)
     replicate_official_misalignment: bool = False  # reproduce the code's spatial-branch pairing bug
+    subnet_norm: bool = False  # BN after each OFF unit's transition conv (from-scratch CPU recipes)
+    block14b_kernel: int = 3  # last kernel of block 14b: 3 (authors' quirk) or 1 (adaptive optimisers)
     partial_bn: bool = True  # TSN partial BN in stages 1 and 3: only the first BN layer adapts
     partial_bn_train_conv1: bool = False  # stage 2: conv1's BN keeps batch statistics (official code)
 
@@ -109,10 +111,12 @@ class DataConfig:
     on_bad_video: str = "skip"  # skip (log and drop) | fail (stop) for unreadable/too-short videos
     min_frames: int = 1  # videos with fewer frames count as bad
     val_fraction: float = 0.1  # part of the TRAIN split held out for validation / fusion weights
-    # dataset=synth: the synthetic benchmark (offnet.data.synth) is generated into ``root`` if missing
-    synth_classes: list[str] | None = None  # subset of offnet.data.synth.SYNTH_CLASSES (None = all)
+    # dataset=synth: a synthetic benchmark is generated into ``root`` if missing
+    synth_preset: str = "actions"  # actions (offnet.data.synth) | motion (offnet.data.synth_motion)
+    synth_classes: list[str] | None = None  # subset of the preset's classes (None = the preset's default)
     synth_videos_per_class: int = 12  # generated videos per class (train + test)
-    synth_size: int = 64  # frame side in pixels
+    synth_size: int = 64  # frame side (actions) or frame width (motion) in pixels
+    synth_height: int | None = None  # motion: frame height (None = 3/4 of the width)
     synth_frames: int = 32  # frames per generated video
 
 
@@ -212,6 +216,8 @@ class Config:
             ("data.dataset", self.data.dataset, DATASETS),
             ("data.sampler", self.data.sampler, SAMPLERS),
             ("data.on_bad_video", self.data.on_bad_video, BAD_VIDEO_POLICIES),
+            ("data.synth_preset", self.data.synth_preset, ("actions", "motion")),
+            ("model.block14b_kernel", self.model.block14b_kernel, (1, 3)),
             ("train.amp", self.train.amp, AMP_MODES),
             ("optim.name", self.optim.name, OPTIMIZERS),
         ]

@@ -90,10 +90,26 @@ def test_operator_paper_mode_parts_are_gradients_of_the_earlier_frame_and_the_di
     feat = torch.randn(1, 3, 4, 5, 5)
     out = op(feat)  # (1, 2, 12, 5, 5)
     g = torch.relu(op.reduce(feat.flatten(0, 1))).view(1, 3, 4, 5, 5)
-    gx, gy = sobel_xy(g[0, :2])
-    assert torch.allclose(out[0, :, 0:4], gx, atol=1e-6)
-    assert torch.allclose(out[0, :, 4:8], gy, atol=1e-6)
+    gx, gy = sobel_xy(g[0, :2], padding="replicate")
+    assert torch.allclose(out[0, :, 0:4], gx / 8, atol=1e-6)
+    assert torch.allclose(out[0, :, 4:8], gy / 8, atol=1e-6)
     assert torch.allclose(out[0, :, 8:12], g[0, 1:] - g[0, :-1], atol=1e-6)
+
+
+def test_paper_mode_gradients_are_derivatives_without_border_artefacts():
+    """A constant map has no gradient anywhere (replicate padding); a ramp of slope 1 reads 1 (Sobel / 8)."""
+    op = OFFOperator(in_channels=1, reduce_channels=1, mode="paper")
+    with torch.no_grad():
+        op.reduce.weight.fill_(1.0)
+        op.reduce.bias.fill_(0.2)
+    flat = torch.full((1, 2, 1, 4, 4), 0.5)
+    assert op(flat)[0, 0, :2].abs().max() < 1e-6
+    ramp = torch.arange(4.0).expand(4, 4).expand(1, 2, 1, 4, 4)
+    gx = op(ramp)[0, 0, 0]
+    assert torch.allclose(gx[:, 1:-1], torch.tensor(1.0))
+    # zero padding would instead report an edge of height ~0.2 + the ramp at the border
+    zero_padded = sobel_xy(torch.relu(ramp[0, :1] + 0.2))[0][0, 0] / 8
+    assert zero_padded[:, 0].abs().min() > 0.1
 
 
 def test_official_misalignment_only_changes_other_videos_pairs():

@@ -18,24 +18,40 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     for column in ("method", "top-1", "mean cls", "rev. pairs", "clips/s", "frames/s"):
         assert column in printed
     results = json.loads((out / "results.json").read_text())
-    assert results["dataset"] == "offnet-synth" and results["wall_s"] > 0
-    assert [r["method"] for r in results["rows"]] == METHODS
-    for row in results["rows"]:
-        assert 0.0 <= row["top1"] <= 1.0 and 0.0 <= row["mean_class_acc"] <= 1.0
-        assert 0.0 <= row["pair_acc"] <= 1.0  # the quick set has one reversed pair
-        assert row["clips_per_s"] > 0 and row["frames_per_s"] > 0
-        assert row["method"] in printed
-    for key in ("plot", "visualization"):
-        assert open(results["files"][key], "rb").read(4) == b"\x89PNG"
-    for path in results["files"]["confusion"].values():
-        assert open(path, "rb").read(4) == b"\x89PNG"
-    assert set(results["checkpoints"]) == set(METHODS) - {"tsn+off-rgb"}
+    assert results["wall_s"] > 0
+    assert [b["dataset"] for b in results["benchmarks"]] == ["offnet-motion", "offnet-synth"]
+    motion, actions = results["benchmarks"]
+    assert [r["method"] for r in actions["rows"]] == METHODS
+    assert [r["method"] for r in motion["rows"]] == METHODS[:-1]  # no flow stream on the motion benchmark
+    # sizes derived from the data: 64x48 motion frames -> 40 px input (cap 48) from 46 px frames
+    assert motion["data_facts"]["frame_width"] == 64 and motion["data_facts"]["frame_height"] == 48
+    assert motion["recipe"]["input_size"] == 40 and motion["recipe"]["resize_to"] == 46
+    assert actions["recipe"]["input_size"] == 48
+    for bench in results["benchmarks"]:
+        assert bench["dataset"] in printed
+        for row in bench["rows"]:
+            assert 0.0 <= row["top1"] <= 1.0 and 0.0 <= row["mean_class_acc"] <= 1.0
+            assert 0.0 <= row["pair_acc"] <= 1.0  # each quick set has one reversed pair
+            assert row["clips_per_s"] > 0 and row["frames_per_s"] > 0
+            assert row["method"] in printed
+        for key in ("plot", "visualization"):
+            assert open(bench["files"][key], "rb").read(4) == b"\x89PNG"
+        for path in bench["files"]["confusion"].values():
+            assert open(path, "rb").read(4) == b"\x89PNG"
+        assert set(bench["checkpoints"]) == {r["method"] for r in bench["rows"]} - {"tsn+off-rgb"}
     # the checkpoints are ordinary offnet checkpoints: predict accepts them
     video = next((out / "data").rglob("*.avi"))
-    predictor = Predictor(results["checkpoints"]["off-rgb"])
+    predictor = Predictor(actions["checkpoints"]["off-rgb"])
     (pred,) = predictor.predict([video])
     assert set(pred.levels) == {"rgb", "off28", "off14", "off7"}
-    # a second run reuses the generated dataset
+    # a second run reuses the generated datasets; --benchmarks picks one
     data_dirs = sorted(p.name for p in (out / "data").iterdir())
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--no-flow"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--no-flow", "--benchmarks", "motion"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == data_dirs
+    again = json.loads((out / "results.json").read_text())
+    assert [b["dataset"] for b in again["benchmarks"]] == ["offnet-motion"]
+
+
+def test_demo_rejects_unknown_benchmark(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--benchmarks", "motion,nope"]) != 0
+    assert "--benchmarks" in capsys.readouterr().err

@@ -72,18 +72,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = actions.add_parser(
         "synth",
-        help="write the synthetic benchmark (UCF-101 layout)",
-        description="Write the synthetic action benchmark into ROOT in the UCF-101 layout "
-        "(videos/<Class>/*.avi + ucfTrainTestlist/), ready for `offnet data check --dataset ucf101`.",
+        help="write a synthetic benchmark (UCF-101 layout)",
+        description="Write a synthetic benchmark into ROOT in the UCF-101 layout "
+        "(videos/<Class>/*.avi + ucfTrainTestlist/), ready for `offnet data check --dataset ucf101`. "
+        "Presets: `actions` (procedural textures, 64 px squares, appearance and motion classes) and "
+        "`motion` (motion only: discs cut from real photographs moving over others, camera shake, "
+        "UCF-101-like 160x120 frames, inter-frame coded; every class has a time-reversed twin).",
+        epilog="examples:\n  offnet data synth data/motion --preset motion --videos-per-class 150\n"
+        "  offnet data synth data/motion240 --preset motion --size 240x180 --frames 64 --speed 2,4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("root", type=Path, help="folder to create (must be empty or absent)")
+    s.add_argument("--preset", choices=("actions", "motion"), default="actions",
+                   help="which benchmark (default actions)")
     s.add_argument(
-        "--classes", default=None, help="comma-separated subset of the synthetic classes (default: all)"
+        "--classes", default=None, help="comma-separated subset of the preset's classes (default: the preset's)"
     )
     s.add_argument("--videos-per-class", type=int, default=12, help="videos per class (default 12)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--size", type=int, default=64, help="frame side in px, multiple of 16 (default 64)")
-    s.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
+    s.add_argument("--size", default=None,
+                   help="frame size: a side in px for actions (multiple of 16, default 64), WxH for motion "
+                   "(default 160x120)")
+    s.add_argument("--frames", type=int, default=None, help="frames per video (default 32 actions, 40 motion)")
+    s.add_argument("--speed", default=None,
+                   help="motion: px per frame, LOW,HIGH (default 1.5,3 scaled by width/160)")
+    s.add_argument("--turn", default="3,6", help="motion: degrees per frame, LOW,HIGH (default 3,6)")
+    s.add_argument("--zoom", default="1.2,2", help="motion: percent scale change per frame, LOW,HIGH (default 1.2,2)")
     s.set_defaults(func=run_synth)
 
 
@@ -150,24 +164,54 @@ def run_check(args: argparse.Namespace) -> int:
     return 1
 
 
+def _range(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} takes two numbers LOW,HIGH (e.g. 1.5,3), got {text!r}") from None
+    return low, high
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size for the motion preset is WxH in px (e.g. 240x180), got {text!r}") from None
+    return width, height
+
+
 def run_synth(args: argparse.Namespace) -> int:
     from offnet.data.synth import SYNTH_CLASSES, write_synthetic_dataset
+    from offnet.data.synth_motion import MOTION_CLASSES, write_motion_dataset
 
+    known = MOTION_CLASSES if args.preset == "motion" else SYNTH_CLASSES
     classes = None
     if args.classes:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        unknown = [c for c in classes if c not in SYNTH_CLASSES]
+        unknown = [c for c in classes if c not in known]
         if unknown:
-            raise ValueError(f"unknown synthetic class(es) {unknown}; choose from {', '.join(SYNTH_CLASSES)}")
-    root = write_synthetic_dataset(
-        args.root,
-        classes=classes,
-        videos_per_class=args.videos_per_class,
-        seed=args.seed,
-        size=args.size,
-        num_frames=args.frames,
-        progress=True,
-    )
+            raise ValueError(f"unknown {args.preset} class(es) {unknown}; choose from {', '.join(known)}")
+    if args.preset == "motion":
+        width, height = _frame_size(args.size or "160x120")
+        zoom = _range(args.zoom, "--zoom")
+        root = write_motion_dataset(
+            args.root, classes=classes, videos_per_class=args.videos_per_class, seed=args.seed, width=width,
+            height=height, num_frames=40 if args.frames is None else args.frames, speed=_range(args.speed, "--speed"),
+            turn=_range(args.turn, "--turn"), zoom=zoom, progress=True,
+        )
+    else:
+        if args.speed is not None:
+            raise ValueError("--speed applies to --preset motion only")
+        try:
+            size = int(args.size or 64)
+        except ValueError:
+            raise ValueError(f"--size for the actions preset is one side in px, got {args.size!r}") from None
+        root = write_synthetic_dataset(
+            args.root, classes=classes, videos_per_class=args.videos_per_class, seed=args.seed, size=size,
+            num_frames=32 if args.frames is None else args.frames, progress=True,
+        )
     print(
         f"synthetic dataset in {root} (UCF-101 layout); check it with: "
         f"offnet data check --dataset ucf101 --root {root}"

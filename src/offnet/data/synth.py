@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -289,26 +290,70 @@ def render_clip(
     return np.ascontiguousarray(frames[::-1]) if name in _REVERSED else frames
 
 
+#: word pairs that name a motion and its time reversal (lower case), for :func:`reversal_pairs`
+_OPPOSITES: tuple[tuple[str, str], ...] = (
+    ("right", "left"), ("down", "up"), ("clockwise", "counterclockwise"), ("clockwise", "anticlockwise"),
+    ("cw", "ccw"), ("in", "out"), ("expand", "shrink"), ("open", "close"), ("push", "pull"),
+    ("forward", "backward"), ("forwards", "backwards"), ("towards", "away"), ("grow", "shrink"),
+)
+
+
+def _words(name: str) -> list[str]:
+    """``"TurnCounterClockwise"`` / ``"turn_counter-clockwise"`` → ``["turn", "counterclockwise"]``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
+    merged: list[str] = []
+    for w in words:  # "counter clockwise", "anti clockwise" → one word
+        if merged and merged[-1] in ("counter", "anti") and w == "clockwise":
+            merged[-1] += w
+        else:
+            merged.append(w)
+    return merged
+
+
 def reversal_pairs(classes: Sequence[str]) -> list[tuple[str, str]]:
-    """The time-reversal pairs whose two classes are both in ``classes`` (forward class first)."""
-    chosen = set(classes)
-    return [(a, b) for a, b in SYNTH_PAIRS if a in chosen and b in chosen]
+    """Pairs of ``classes`` that are each other's time reversal, in the order of ``classes``.
+
+    The built-in benchmarks' pairs are known; other names are paired when they differ in exactly one word
+    and that word has its opposite in the other name (``SlideLeft``/``SlideRight``,
+    ``zoom_in``/``zoom_out``, ``RotateClockwise``/``RotateCounterClockwise``).
+    """
+    opposite = {(a, b) for a, b in _OPPOSITES} | {(b, a) for a, b in _OPPOSITES}
+    words = {c: _words(c) for c in classes}
+    pairs: list[tuple[str, str]] = []
+    used: set[str] = set()
+    for i, a in enumerate(classes):
+        for b in classes[i + 1:]:
+            if a in used or b in used or len(words[a]) != len(words[b]):
+                continue
+            diff = [(x, y) for x, y in zip(words[a], words[b]) if x != y]
+            if len(diff) == 1 and diff[0] in opposite:
+                pairs.append((a, b))
+                used.update((a, b))
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
-def _write_video(path: Path, frames: np.ndarray) -> None:
-    """Encode ``(N, H, W, 3)`` uint8 as intra-only, near-lossless MPEG-4 Part 2 in AVI (like UCF's xvid).
+#: encoder settings: near-lossless intra-only (every frame a keyframe) or ordinary inter-frame coding
+_CODECS: dict[str, dict[str, str]] = {
+    "intra": {"qmin": "1", "qmax": "2", "g": "1", "bf": "0"},
+    "inter": {"qmin": "2", "qmax": "6", "g": "12", "bf": "0"},
+}
 
-    Intra-only: inter-frame coding would make each frame's artefacts depend on its neighbours, i.e. on
-    the direction of motion, and leak it into single frames.
+
+def _write_video(path: Path, frames: np.ndarray, *, coding: str = "intra") -> None:
+    """Encode ``(N, H, W, 3)`` uint8 as MPEG-4 Part 2 in AVI (like UCF's xvid).
+
+    ``coding="intra"``: near-lossless, every frame a keyframe, so no frame's artefacts depend on its
+    neighbours (i.e. on the direction of motion). ``"inter"``: ordinary inter-frame coding (keyframe every
+    12 frames, P-frames between), as real videos are stored.
     """
     import av  # imported here so that `import offnet.data` does not require PyAV
 
     with av.open(str(path), mode="w", format="avi") as container:
-        options = {"qmin": "1", "qmax": "2", "g": "1", "bf": "0"}  # near-lossless, intra-only
-        stream = container.add_stream("mpeg4", rate=_FPS, options=options)
+        stream = container.add_stream("mpeg4", rate=_FPS, options=dict(_CODECS[coding]))
         stream.width = frames.shape[2]
         stream.height = frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -343,6 +388,10 @@ def _check_args(classes: Sequence[str], videos_per_class: int, size: int, num_fr
         raise ValueError(f"size must be a multiple of 16 and >= 32 (e.g. 64, 96, 112), got {size}")
     if num_frames < 8:
         raise ValueError(f"num_frames must be >= 8, got {num_frames}")
+    _check_split(videos_per_class, test_fraction)
+
+
+def _check_split(videos_per_class: int, test_fraction: float) -> None:
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     groups, _, test_groups = _split(videos_per_class, test_fraction)
@@ -380,26 +429,53 @@ def write_synthetic_dataset(
         "format_version": SYNTH_FORMAT_VERSION, "classes": chosen, "videos_per_class": videos_per_class,
         "seed": seed, "size": size, "num_frames": num_frames, "test_fraction": test_fraction,
     }
+    def render(name: str, group: int, clip: int) -> np.ndarray:
+        class_id = SYNTH_CLASSES.index(name)
+        rng = np.random.default_rng([seed, class_id, group, clip, 1])
+        bg_rng = np.random.default_rng([seed, class_id, group, 0, 2])
+        return render_clip(name, rng=rng, size=size, num_frames=num_frames, background_rng=bg_rng)
+
+    return write_ucf_layout(root, params=params, classes=chosen, videos_per_class=videos_per_class,
+                            test_fraction=test_fraction, render=render, coding="intra",
+                            meta={"codec": "mpeg4 intra-only in avi"}, progress=progress)
+
+
+def check_cached(root: Path, params: dict) -> bool:
+    """True if ``root`` already holds a synthetic dataset made with ``params``; ``ValueError`` if ``root``
+    holds anything else (another synthetic dataset, or files without ``synth.json``)."""
     marker = root / "synth.json"
     if marker.is_file():
         existing = json.loads(marker.read_text())
         if existing.get("params") == params:
             log.info("synthetic dataset already present at %s", root)
-            return root
+            return True
         raise ValueError(
             f"{root} holds a synthetic dataset made with other parameters ({existing.get('params')}); "
             f"wanted {params}. Delete the folder or choose another root.")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ValueError(f"{root} exists and is not a synthetic dataset (no synth.json); "
                          "delete it or choose another root")
+    return False
 
+
+def write_ucf_layout(root: Path, *, params: dict, classes: list[str], videos_per_class: int, test_fraction: float,
+                     render: Callable[[str, int, int], np.ndarray], coding: str, meta: dict,
+                     progress: bool) -> Path:
+    """Render every ``(class, group, clip)`` with ``render`` and write the UCF-101 layout atomically.
+
+    The dataset is written into a temporary sibling folder and renamed into place, so an interrupted run
+    never leaves a folder that looks complete; ``synth.json`` holds ``params`` (the cache key), the
+    reversal pairs, the counts and ``meta``.
+    """
+    root = Path(root)
+    if check_cached(root, params):
+        return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        counts = _write_all(tmp, chosen, videos_per_class, seed, size, num_frames, test_fraction, progress)
-        meta = {"params": params, "pairs": reversal_pairs(chosen), "counts": counts, "fps": _FPS,
-                "codec": "mpeg4 intra-only in avi"}
-        (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
+        counts = _write_all(tmp, classes, videos_per_class, test_fraction, render, coding, progress)
+        info = {"params": params, "pairs": reversal_pairs(classes), "counts": counts, "fps": _FPS, **meta}
+        (tmp / "synth.json").write_text(json.dumps(info, indent=2) + "\n")
         if root.exists():
             root.rmdir()  # empty, checked above
         tmp.rename(root)
@@ -410,8 +486,8 @@ def write_synthetic_dataset(
     return root
 
 
-def _write_all(tmp: Path, chosen: list[str], videos_per_class: int, seed: int, size: int, num_frames: int,
-               test_fraction: float, progress: bool) -> dict[str, int]:
+def _write_all(tmp: Path, chosen: list[str], videos_per_class: int, test_fraction: float,
+               render: Callable[[str, int, int], np.ndarray], coding: str, progress: bool) -> dict[str, int]:
     from tqdm import tqdm
 
     _, ids, test_groups = _split(videos_per_class, test_fraction)
@@ -423,14 +499,10 @@ def _write_all(tmp: Path, chosen: list[str], videos_per_class: int, seed: int, s
                file=sys.stderr, leave=False)
     with bar:
         for label, name in enumerate(chosen, start=1):
-            class_id = SYNTH_CLASSES.index(name)
             (tmp / "videos" / name).mkdir(parents=True)
             for group, clip in ids:
-                rng = np.random.default_rng([seed, class_id, group, clip, 1])
-                bg_rng = np.random.default_rng([seed, class_id, group, 0, 2])
-                frames = render_clip(name, rng=rng, size=size, num_frames=num_frames, background_rng=bg_rng)
                 rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
-                _write_video(tmp / "videos" / rel, frames)
+                _write_video(tmp / "videos" / rel, render(name, group, clip), coding=coding)
                 if group <= test_groups:
                     test_lines.append(rel)
                 else:

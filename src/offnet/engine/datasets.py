@@ -82,7 +82,16 @@ def load_train_records(config: Config) -> tuple[list[VideoRecord], list[str]]:
     dataset = d.dataset
     if d.root is None:
         raise ValueError("data.root is not set; give the dataset folder, e.g. data.root=/data/UCF-101")
-    if dataset == "synth":
+    if dataset == "synth" and d.synth_preset == "motion":
+        from ..data.synth_motion import write_motion_dataset
+
+        height = d.synth_height or (d.synth_size * 3 // 4) // 2 * 2
+        write_motion_dataset(
+            Path(d.root), classes=d.synth_classes, videos_per_class=d.synth_videos_per_class,
+            seed=config.seed, width=d.synth_size, height=height, num_frames=d.synth_frames, progress=False,
+        )
+        dataset = "ucf101"
+    elif dataset == "synth":
         from ..data.synth import write_synthetic_dataset
 
         write_synthetic_dataset(

@@ -107,6 +107,8 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
         dropout=m.dropout,
         spatial_mode=m.spatial_mode,
         replicate_official_misalignment=m.replicate_official_misalignment,
+        subnet_norm=m.subnet_norm,
+        block14b_kernel=m.block14b_kernel,
     )
 
 

@@ -36,7 +36,8 @@ def list_backbones() -> list[str]:
 def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone: str = "bninception",
                  pretrained: str | Path | None = None, dropout: float = 0.8, spatial_mode: str = "paper",
                  replicate_official_misalignment: bool = False, reduce_channels: int | None = None,
-                 subnet_width: float | None = None) -> ActionRecognizer:
+                 subnet_width: float | None = None, subnet_norm: bool = False,
+                 block14b_kernel: int = 3) -> ActionRecognizer:
     """Build a ``tsn`` / ``off`` / ``hypnet`` model.
 
     Args:
@@ -51,6 +52,9 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
         replicate_official_misalignment: reproduce the authors' training-time pairing bug (spec §8.1).
         reduce_channels: channels of the per-tap 1×1 reduction (default 128; 32 for ``tiny``).
         subnet_width: width multiplier of the OFF sub-network (default 1; 0.25 for ``tiny``).
+        subnet_norm: BatchNorm after each sub-network unit's transition conv (not in the paper; for
+            sub-networks trained from scratch with the backbone, see :mod:`offnet.models.subnet`).
+        block14b_kernel: last kernel of block 14b: 3 as the authors' network (default) or 1.
 
     Returns:
         an :class:`~offnet.models.networks.ActionRecognizer` mapping ``(B, T, C, H, W)`` to
@@ -67,9 +71,11 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
         load_backbone_weights(net, pretrained, first_conv=net.first_conv)
     config = dict(name=name, num_classes=num_classes, modality=modality, backbone=backbone, dropout=dropout,
                   spatial_mode=spatial_mode, replicate_official_misalignment=replicate_official_misalignment,
-                  reduce_channels=reduce_channels, subnet_width=subnet_width)
+                  reduce_channels=reduce_channels, subnet_width=subnet_width, subnet_norm=subnet_norm,
+                  block14b_kernel=block14b_kernel)
     return ActionRecognizer(
         arch=name, backbone=net, num_classes=num_classes, modality=modality, dropout=dropout,
         spatial_mode=spatial_mode, replicate_official_misalignment=replicate_official_misalignment,
-        reduce_channels=reduce_channels, subnet_width=subnet_width, default_size=size, config=config,
+        reduce_channels=reduce_channels, subnet_width=subnet_width, subnet_norm=subnet_norm,
+        block14b_kernel=block14b_kernel, default_size=size, config=config,
     )

@@ -45,6 +45,7 @@ class ActionRecognizer(nn.Module):
     def __init__(self, *, arch: str, backbone: Backbone, num_classes: int, modality: str, dropout: float = 0.8,
                  spatial_mode: str = "paper", replicate_official_misalignment: bool = False,
                  reduce_channels: int | None = None, subnet_width: float | None = None,
+                 subnet_norm: bool = False, block14b_kernel: int = 3,
                  default_size: int = 224, config: dict[str, Any] | None = None) -> None:
         super().__init__()
         if arch not in ARCHS:
@@ -84,6 +85,7 @@ class ActionRecognizer(nn.Module):
             self.subnet = OFFSubnet(
                 tap_counts={s: len(backbone.tap_names[s]) for s in SCALES}, tap_channels=width,
                 num_classes=num_classes, dropout=dropout, width=subnet_width or default_w,
+                norm=subnet_norm, block14b_kernel=block14b_kernel,
                 prefix="off" if arch == "off" else "hyp",
             )
         self._bn_eval: set[nn.Module] = set()

@@ -9,7 +9,12 @@ where ``F_x``/``F_y`` are fixed per-channel Sobel filters taken on the *earlier*
 
 ``paper`` (default)
     a learned 1×1 conv + ReLU reduces the tap to ``reduce_channels`` (128) → ``g``; the output is
-    ``[Sobel_x(g_t), Sobel_y(g_t), g_{t+1} − g_t]``: ``3 × reduce_channels`` channels.
+    ``[Sobel_x(g_t)/8, Sobel_y(g_t)/8, g_{t+1} − g_t]``: ``3 × reduce_channels`` channels. Two choices
+    the paper leaves open are made here (spec decisions, our departures): the Sobel responses are
+    divided by 8, their gain on a ramp, so all three parts are derivatives in the same units (raw Sobel
+    outweighs the temporal difference 10–20× on small motions and the sub-network first learns to ignore
+    it); and the map border is replicate-padded, since zero padding turns the reduced feature's positive
+    offset into spurious edges along the border, which on 4×4–7×7 maps is most of the map.
 ``official``
     what the authors' code runs: temporal part as above; the spatial part is a *separate* 1×1 conv to
     32 channels (no ReLU) filtered by one fixed depthwise kernel ``[[0,1,0],[-1,0,1],[0,-1,0]]``
@@ -23,7 +28,8 @@ same video. For exact-reproduction ablations only.
 Sign and axis convention (pinned by a test on translated textures): with image rows growing
 downwards, ``Sobel_x ≈ 8 ∂f/∂x`` (x to the right) and ``Sobel_y ≈ −8 ∂f/∂row`` (the paper's kernel,
 y pointing up). Brightness constancy then reads ``F_t ≈ −(v_x F_x + v_y F_y) / 8`` for a motion of
-``(v_x, v_y)`` pixels per frame, x right and y up.
+``(v_x, v_y)`` pixels per frame, x right and y up; in the paper mode's normalised output (Sobel ÷ 8)
+simply ``F_t ≈ −(v_x F_x + v_y F_y)``.
 """
 
 from __future__ import annotations
@@ -40,16 +46,23 @@ SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
 OFFICIAL_KERNEL = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-def _depthwise(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Apply one 3×3 kernel to every channel of ``x (N, C, H, W)`` with zero padding."""
+PADDINGS = ("zeros", "replicate")
+
+
+def _depthwise(x: torch.Tensor, kernel: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """Apply one 3×3 kernel to every channel of ``x (N, C, H, W)``; ``padding`` is zeros or replicate."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     c = x.shape[1]
     weight = kernel.to(dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)  # (C, 1, 3, 3)
+    if padding == "replicate":
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
     return F.conv2d(x, weight, padding=1, groups=c)
 
 
-def sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sobel_xy(x: torch.Tensor, *, padding: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel Sobel x and y of ``x (N, C, H, W)`` → two ``(N, C, H, W)`` maps (paper Eq. 5–6)."""
-    return _depthwise(x, SOBEL_X), _depthwise(x, SOBEL_Y)
+    return _depthwise(x, SOBEL_X, padding), _depthwise(x, SOBEL_Y, padding)
 
 
 def central_difference(x: torch.Tensor) -> torch.Tensor:
@@ -103,8 +116,8 @@ class OFFOperator(nn.Module):
         if not self.spatial:
             parts = [ft]
         elif self.mode == "paper":
-            fx, fy = sobel_xy(self._earlier(g))
-            parts = [fx, fy, ft]
+            fx, fy = sobel_xy(self._earlier(g), padding="replicate")
+            parts = [fx / 8, fy / 8, ft]  # derivatives in the units of ft (module docstring)
         else:
             s = self.spatial_reduce(self._earlier(feat))  # no ReLU, as in the code
             parts = [self.spatial_dropout(central_difference(s)), ft]

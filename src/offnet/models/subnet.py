@@ -12,6 +12,11 @@ unit    input (P = channels per tap)                    transition             b
 
 The first block of each unit has a 1×1 projection shortcut. Two quirks of the authors' network are
 kept (spec §8.8): block 14b ends with a 3×3 conv instead of 1×1, and unit 7 has no ReLU after its add.
+``block14b_kernel=1`` drops the first quirk: with an adaptive optimiser (AdamW at 1e-3, the CPU recipe)
+the 3×3 conv's nine-fold fan-in makes its updates nine times larger and unit 14 dies within a few
+hundred steps (its positive activations fall from half to a tenth, and its head predicts one class).
+``norm=True`` adds a BatchNorm after each unit's transition conv, for sub-networks trained from scratch
+together with a from-scratch backbone.
 Heads (spec §3): unit 28 max-pools 3×3/2 (ceil mode) first; every head then global-average-pools,
 applies dropout and a linear classifier.
 """
@@ -63,12 +68,13 @@ class OFFUnit(nn.Module):
 
     def __init__(self, *, in_channels: int, trans_channels: int, trans_kernel: int, trans_stride: int,
                  out_channels: int, num_blocks: int, last_kernels: Sequence[int] | None = None,
-                 final_relu: bool = True) -> None:
+                 final_relu: bool = True, norm: bool = False) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.transition = nn.Conv2d(in_channels, trans_channels, trans_kernel, stride=trans_stride,
                                     padding=trans_kernel // 2)
+        self.norm = nn.BatchNorm2d(trans_channels) if norm else nn.Identity()
         kernels = list(last_kernels or [1] * num_blocks)
         blocks = []
         for i in range(num_blocks):
@@ -80,7 +86,7 @@ class OFFUnit(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(F.relu(self.transition(x)))
+        return self.blocks(F.relu(self.norm(self.transition(x))))
 
 
 class LevelHead(nn.Module):
@@ -121,18 +127,21 @@ class OFFSubnet(nn.Module):
     """
 
     def __init__(self, *, tap_counts: dict[int, int], tap_channels: int, num_classes: int, dropout: float,
-                 width: float = 1.0, prefix: str = "off") -> None:
+                 width: float = 1.0, prefix: str = "off", norm: bool = False, block14b_kernel: int = 3) -> None:
         super().__init__()
+        if block14b_kernel not in (1, 3):
+            raise ValueError(f"block14b_kernel must be 1 or 3, got {block14b_kernel}")
         p = tap_channels
         c28, c14, c7 = _w(256, width), _w(512, width), _w(1024, width)
         self.prefix = prefix
         self.units = nn.ModuleDict({
             "28": OFFUnit(in_channels=tap_counts[28] * p, trans_channels=_w(64, width), trans_kernel=7,
-                          trans_stride=2, out_channels=c28, num_blocks=3),
+                          trans_stride=2, out_channels=c28, num_blocks=3, norm=norm),
             "14": OFFUnit(in_channels=tap_counts[14] * p + c28, trans_channels=_w(128, width), trans_kernel=5,
-                          trans_stride=2, out_channels=c14, num_blocks=2, last_kernels=(1, 3)),
+                          trans_stride=2, out_channels=c14, num_blocks=2, last_kernels=(1, block14b_kernel),
+                          norm=norm),
             "7": OFFUnit(in_channels=tap_counts[7] * p + c14, trans_channels=_w(256, width), trans_kernel=3,
-                         trans_stride=1, out_channels=c7, num_blocks=1, final_relu=False),
+                         trans_stride=1, out_channels=c7, num_blocks=1, final_relu=False, norm=norm),
         })
         init_msra(self.units)
         self.heads = nn.ModuleDict({

@@ -40,32 +40,48 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes and recipe of one demo run (see :data:`FULL` and :data:`QUICK`).
+    """What one demo run generates and how it trains (see :data:`FULL` and :data:`QUICK`).
 
-    Every method follows the paper's stages: ``tsn`` trains stage 1; ``hypnet`` and ``off`` start from
-    the TSN run and train stage 2 (sub-network on the frozen backbone) then stage 3 (end to end); Raw OFF
-    trains its own stage 1 first. From-scratch training of the tiny backbone on a few hundred videos
-    needs every BN layer to adapt (no partial BN) and converges far faster with AdamW than with the
-    paper's SGD, which is what :data:`FULL` uses.
+    Two built-in benchmarks (:mod:`offnet.data.synth_motion`, the headline, and
+    :mod:`offnet.data.synth`); for each, the input size, the resize and the iterations are derived
+    from the data (:mod:`offnet.tools.recipe`): the input from the frame size (at most ``max_input``),
+    iterations from the number of training videos (``*_epochs`` passes). The OFF interval follows
+    each video's length (``L // test_segments``).
+
+    Stage plan: the tiny backbone starts from random weights, so TSN trains stage 1 and every model
+    with a sub-network trains end to end from scratch (stage 3 alone). The paper's plan (TSN first,
+    then the sub-network on the frozen backbone) presumes a backbone that already describes the
+    frames; trained from scratch on data where appearance carries no class, stage 1 leaves a backbone
+    that describes nothing, and the sub-network on it has nothing to work with. Every BN layer adapts
+    (no partial BN) and AdamW replaces the paper's SGD, which converges far more slowly on a few
+    hundred clips.
     """
 
+    benchmarks: tuple[str, ...] = ("motion", "actions")
+    motion_classes: tuple[str, ...] = ("MoveRight", "MoveLeft", "TurnClockwise", "TurnCounterclockwise",
+                                       "ZoomIn", "ZoomOut")
+    motion_videos_per_class: int = 60
+    motion_size: tuple[int, int] = (160, 120)  # width, height (px)
+    motion_frames: int = 40
     classes: tuple[str, ...] = ("SlideRight", "SlideLeft", "TurnClockwise", "TurnCounterclockwise",
                                 "StillBlock", "WanderingBall")
     videos_per_class: int = 64
-    frame_size: int = 64  # generated frame side (px)
-    num_frames: int = 32  # frames per generated video
-    input_size: int = 56  # network input side (px): random 64/56 px crops resized to 56 for training
+    frame_size: int = 64  # actions: generated frame side (px)
+    num_frames: int = 32  # actions: frames per generated video
+    max_input: int = 112  # cap on the network input side (CPU budget)
     segments: int = 3  # training segments (alpha)
     test_segments: int = 16  # test segments (beta); the OFF sampler's interval is num_frames // beta
     batch_size: int = 8
     optimizer: str = "adamw"
     lr: float = 1e-3
-    stage1_iterations: int = 400
-    stage2_iterations: int = 100
-    stage3_iterations: int = 500
+    tsn_epochs: float = 12.0
+    off_epochs: float = 16.0
+    min_iterations: int = 200
+    subnet_norm: bool = True
+    block14b_kernel: int = 1
     dropout: float = 0.5
     num_workers: int = 2
-    flow: bool = True  # also train TSN on optical flow
+    flow: bool = True  # also train TSN on optical flow (actions benchmark and --data)
     flow_algorithm: str = "farneback"  # tvl1 is the paper's (about 50x slower on the CPU)
     timing_repeats: int = 15  # interleaved timing rounds per model (median taken)
     seed: int = 0
@@ -73,18 +89,47 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = dataclasses.replace(
-    FULL, classes=("SlideRight", "SlideLeft", "StillBlock"), videos_per_class=6, num_frames=16,
-    test_segments=8, stage1_iterations=6, stage2_iterations=3, stage3_iterations=4, num_workers=0,
+    FULL, motion_classes=("MoveRight", "MoveLeft"), motion_videos_per_class=6, motion_size=(64, 48),
+    motion_frames=16, classes=("SlideRight", "SlideLeft", "StillBlock"), videos_per_class=6, num_frames=16,
+    test_segments=8, tsn_epochs=1.0, off_epochs=1.0, min_iterations=2, max_input=48, num_workers=0,
     timing_repeats=5,
 )
 
 
-def _synth_root(out: Path, s: DemoSettings) -> Path:
-    key = json.dumps([s.classes, s.videos_per_class, s.frame_size, s.num_frames, s.seed]).encode()
-    return out / "data" / f"synth-{hashlib.sha1(key).hexdigest()[:10]}"
+@dataclass(frozen=True)
+class Recipe:
+    """The sizes one benchmark trains with, derived from its data."""
+
+    input_size: int
+    resize_to: int
+    tsn_iterations: int
+    off_iterations: int
 
 
-def _config(s: DemoSettings, *, name: str, model: str, modality: str, root: Path, stages: list[int],
+def derive_recipe(facts: Any, s: DemoSettings) -> Recipe:
+    """Input size, resize and iterations for the dataset described by ``facts`` (a DataFacts)."""
+    from .recipe import input_size, iterations
+
+    size, resize_to = input_size(facts.short_side, cap=s.max_input)
+    return Recipe(
+        input_size=size, resize_to=resize_to,
+        tsn_iterations=iterations(facts.train_videos, epochs=s.tsn_epochs, batch_size=s.batch_size,
+                                  minimum=s.min_iterations),
+        off_iterations=iterations(facts.train_videos, epochs=s.off_epochs, batch_size=s.batch_size,
+                                  minimum=s.min_iterations),
+    )
+
+
+def _data_root(out: Path, benchmark: str, s: DemoSettings) -> Path:
+    if benchmark == "motion":
+        key = json.dumps([s.motion_classes, s.motion_videos_per_class, s.motion_size, s.motion_frames, s.seed])
+    else:
+        key = json.dumps([s.classes, s.videos_per_class, s.frame_size, s.num_frames, s.seed])
+    prefix = "motion" if benchmark == "motion" else "synth"
+    return out / "data" / f"{prefix}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str, root: Path, stages: list[int],
             frames_root: Path | None = None) -> Any:
     from ..config import Config
 
@@ -92,19 +137,19 @@ def _config(s: DemoSettings, *, name: str, model: str, modality: str, root: Path
     data = {
         "dataset": "ucf101", "root": str(root), "split": 1, "frames_root": str(frames_root) if frames_root else None,
         "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
-        "test_segments": s.test_segments, "size": s.input_size, "scales": [0.875], "flip": False,
-        "num_workers": s.num_workers, "on_bad_video": "fail", "val_fraction": 0.0,
+        "test_segments": s.test_segments, "size": r.input_size, "resize_to": r.resize_to, "scales": [0.875],
+        "flip": False, "num_workers": s.num_workers, "on_bad_video": "fail", "val_fraction": 0.0,
     }
     cfg = {
         "name": name, "seed": s.seed, "stages": stages,
         "model": {"name": model, "backbone": "tiny", "modality": modality, "dropout": s.dropout,
-                  "partial_bn": False},
+                  "partial_bn": False, "subnet_norm": s.subnet_norm, "block14b_kernel": s.block14b_kernel},
         "data": data,
         "train": {"batch_size": s.batch_size, "device": "cpu", "checkpoint_every": 10_000, "val_every": 10_000,
                   "log_every": 10, "tensorboard": False},
-        "stage1": {**stage, "iterations": s.stage1_iterations},
-        "stage2": {**stage, "iterations": s.stage2_iterations},
-        "stage3": {**stage, "iterations": s.stage3_iterations},
+        "stage1": {**stage, "iterations": r.tsn_iterations},
+        "stage2": {**stage, "iterations": r.off_iterations},
+        "stage3": {**stage, "iterations": r.off_iterations},
         "optim": {"name": s.optimizer},
     }
     return Config.from_dict(cfg, source=f"demo:{name}")
@@ -161,32 +206,71 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
              progress: bool = True, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Run the whole comparison into ``out`` and return the ``results.json`` content.
 
-    ``data`` points at a dataset in UCF-101 layout (split 1) to use instead of the synthetic one.
-    ``say`` receives one line per step (logged by default; the CLI prints them).
+    Without ``data``: every built-in benchmark of ``settings.benchmarks`` (generated under
+    ``out/data``, cached), each into ``out/<benchmark>/``. ``data`` points at a dataset in UCF-101
+    layout (split 1) to use instead, written to ``out/data-run/``. ``say`` receives one line per step
+    (logged by default; the CLI prints them). Results: ``{"benchmarks": [...], "wall_s": ...}``, one
+    entry per benchmark with its table rows, derived recipe, checkpoints and files.
     """
-    from ..cli import main as cli_main
     from ..data.datasets import load_split
     from ..data.synth import reversal_pairs, write_synthetic_dataset
-    from ..engine.evaluate import load_eval
-    from ..engine.metrics import compute_metrics
-    from ..engine.trainer import train
+    from ..data.synth_motion import write_motion_dataset
 
     wall0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = settings
+    jobs: list[tuple[str, Path, bool]] = []  # (benchmark, data root, with flow)
     if data is None:
-        root = _synth_root(out, s)
-        say(f"[data] synthetic benchmark at {root} ({len(s.classes)} classes x {s.videos_per_class} videos)")
-        write_synthetic_dataset(root, classes=list(s.classes), videos_per_class=s.videos_per_class, seed=s.seed,
-                                size=s.frame_size, num_frames=s.num_frames, progress=progress)
-        pairs = [tuple(p) for p in json.loads((root / "synth.json").read_text()).get("pairs", [])]
-        dataset_name = "offnet-synth"
+        for benchmark in s.benchmarks:
+            root = _data_root(out, benchmark, s)
+            if benchmark == "motion":
+                say(f"[data] motion-only benchmark at {root} ({len(s.motion_classes)} classes x "
+                    f"{s.motion_videos_per_class} videos, {s.motion_size[0]}x{s.motion_size[1]} px)")
+                write_motion_dataset(root, classes=list(s.motion_classes), videos_per_class=s.motion_videos_per_class,
+                                     seed=s.seed, width=s.motion_size[0], height=s.motion_size[1],
+                                     num_frames=s.motion_frames, progress=progress)
+            elif benchmark == "actions":
+                say(f"[data] synthetic actions benchmark at {root} ({len(s.classes)} classes x "
+                    f"{s.videos_per_class} videos)")
+                write_synthetic_dataset(root, classes=list(s.classes), videos_per_class=s.videos_per_class,
+                                        seed=s.seed, size=s.frame_size, num_frames=s.num_frames, progress=progress)
+            else:
+                raise ValueError(f"unknown demo benchmark {benchmark!r}; choose from motion, actions")
+            jobs.append((benchmark, root, s.flow and benchmark == "actions"))
     else:
-        root = Path(data)
+        jobs.append(("data", Path(data), s.flow))
+    results: dict[str, Any] = {"benchmarks": []}
+    for benchmark, root, with_flow in jobs:
         class_names = load_split("ucf101", root, split=1, subset="train").class_names
         pairs = [tuple(p) for p in reversal_pairs(class_names)] if class_names else []
-        dataset_name = str(root)
+        name = {"motion": "offnet-motion", "actions": "offnet-synth"}.get(benchmark, str(root))
+        say(f"== benchmark {name} ==")
+        result = _run_benchmark(root, out / (benchmark if benchmark != "data" else "data-run"), name=name,
+                                pairs=pairs, s=s, with_flow=with_flow, say=say, progress=progress, wall0=wall0)
+        results["benchmarks"].append(result)
+        results["wall_s"] = time.perf_counter() - wall0
+        (out / "results.json").write_text(json.dumps(results, indent=2))  # after each benchmark
+    return results
+
+
+def _run_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: DemoSettings, with_flow: bool,
+                   say: Callable[[str], None], progress: bool, wall0: float) -> dict[str, Any]:
+    """Train, test and time every method on one dataset; returns its ``results.json`` entry."""
+    from ..cli import main as cli_main
+    from ..engine.evaluate import load_eval
+    from ..engine.metrics import compute_metrics
+    from ..engine.trainer import train
+    from .recipe import probe_dataset
+
+    t0 = time.perf_counter()
+    facts = probe_dataset(root)
+    r = derive_recipe(facts, s)
+    say(f"[recipe] {facts.train_videos} training videos of {facts.frame_width}x{facts.frame_height} px, "
+        f"median {facts.median_frames} frames -> input {r.input_size} px (frames resized to {r.resize_to} px), "
+        f"OFF interval ~{max(1, facts.median_frames // s.test_segments)} frames, "
+        f"{r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations")
+    out.mkdir(parents=True, exist_ok=True)
     runs = out / "runs"
     if runs.exists():  # every demo trains afresh; only the generated data is reused
         shutil.rmtree(runs)
@@ -196,25 +280,25 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
     flow_root: Path | None = None
     flow_s_per_frame = 0.0
 
-    plan: list[tuple[str, str, str, list[int], str | None]] = [
-        # method, model, modality, stages, start from (method)
-        ("tsn-rgb", "tsn", "rgb", [1], None),
-        ("hypnet-rgb", "hypnet", "rgb", [2, 3], "tsn-rgb"),
-        ("off-rgb", "off", "rgb", [2, 3], "tsn-rgb"),
-        ("off-rawoff", "off", "rawoff", [1, 2, 3], None),
+    plan: list[tuple[str, str, str, list[int]]] = [
+        # method, model, modality, stages (see DemoSettings: sub-networks train end to end from scratch)
+        ("tsn-rgb", "tsn", "rgb", [1]),
+        ("hypnet-rgb", "hypnet", "rgb", [3]),
+        ("off-rgb", "off", "rgb", [3]),
+        ("off-rawoff", "off", "rawoff", [3]),
     ]
-    if s.flow:
-        plan.append(("tsn-flow", "tsn", "flow", [1], None))
+    if with_flow:
+        plan.append(("tsn-flow", "tsn", "flow", [1]))
     train_clips_per_s: dict[str, float] = {}
-    for i, (method, model_name, modality, stages, start) in enumerate(plan, start=1):
+    for i, (method, model_name, modality, stages) in enumerate(plan, start=1):
         if modality == "flow" and flow_root is None:
-            flow_root, flow_s_per_frame = _extract_flow(root, out, s, say, progress=progress)
+            flow_root, flow_s_per_frame = _extract_flow(root, out.parent, s, say, progress=progress)
         run_dir = runs / method
-        cfg = _config(s, name=method, model=model_name, modality=modality, root=root, stages=stages,
+        cfg = _config(s, r, name=method, model=model_name, modality=modality, root=root, stages=stages,
                       frames_root=flow_root if modality == "flow" else None)
         say(f"[{i}/{len(plan)}] {method}: train stages {stages} "
             f"({time.perf_counter() - wall0:.0f} s elapsed; each stage shows its ETA)")
-        result = train(cfg, run_dir=run_dir, finetune_from=(runs / start) if start else None, progress=progress)
+        result = train(cfg, run_dir=run_dir, progress=progress)
         train_clips_per_s[method] = result.clips_per_s
         ckpt = result.checkpoints[stages[-1]]
         checkpoints[method] = str(ckpt)
@@ -242,7 +326,7 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
     speed_methods = {r["method"]: r["method"] for r in rows}
     speed_methods["tsn+off-rgb"] = "off-rgb"  # the OFF model computes the RGB score on the way
     measured = _throughput({m: Path(checkpoints[m]) for m in dict.fromkeys(speed_methods.values())},
-                           segments=s.test_segments, size=s.input_size, repeats=s.timing_repeats)
+                           segments=s.test_segments, size=r.input_size, repeats=s.timing_repeats)
     for row in rows:
         clips_s, frames_s = measured[speed_methods[row["method"]]]
         if row["method"].endswith("flow") and flow_s_per_frame > 0:
@@ -253,20 +337,19 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
         row["frames_per_s"] = frames_s
         row["train_clips_per_s"] = train_clips_per_s.get(speed_methods[row["method"]])
     results = {
-        "dataset": dataset_name, "root": str(root), "wall_s": time.perf_counter() - wall0,
-        "settings": {k: v for k, v in dataclasses.asdict(s).items()},
+        "dataset": name, "root": str(root), "settings": dataclasses.asdict(s),
+        "data_facts": dataclasses.asdict(facts), "recipe": dataclasses.asdict(r),
         "pairs": [list(p) for p in pairs], "rows": rows, "checkpoints": checkpoints,
-        "flow_algorithm": s.flow_algorithm if s.flow else None,
+        "flow_algorithm": s.flow_algorithm if with_flow else None,
         "flow_extraction_s_per_frame": flow_s_per_frame or None,
     }
     _plot(rows, out / "accuracy_vs_throughput.png")
-    _visualize(Path(checkpoints["off-rgb"]), evals["off-rgb"], root, out / "off_visualization.png", s)
+    _visualize(Path(checkpoints["off-rgb"]), evals["off-rgb"], root, out / "off_visualization.png")
     results["files"] = {
         "plot": str(out / "accuracy_vs_throughput.png"), "visualization": str(out / "off_visualization.png"),
         "confusion": {m: str(runs / m / "test" / "confusion.png") for m in evals},
     }
-    results["wall_s"] = time.perf_counter() - wall0
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    results["wall_s"] = time.perf_counter() - t0
     return results
 
 
@@ -290,21 +373,21 @@ def _extract_flow(root: Path, out: Path, s: DemoSettings, say: Callable[[str], N
                            progress=progress)
     if not summary.ok:
         raise RuntimeError(f"flow extraction failed for {len(summary.failed)} videos: {summary.failed[:3]}")
-    per_frame = _flow_cost(video_dir, s)
+    per_frame = _flow_cost(video_dir, s.flow_algorithm)
     return flow_root, per_frame
 
 
-def _flow_cost(video_dir: Path, s: DemoSettings) -> float:
+def _flow_cost(video_dir: Path, algorithm: str) -> float:
     """Seconds per flow frame of the extractor on one video, single process (measured, not cached)."""
-    from ..data.decode import read_frames
+    from ..data.decode import count_frames, read_frames
     from ..data.flow import compute_flow
 
     video = next(p for p in sorted(video_dir.rglob("*")) if p.is_file())
-    frames = read_frames(video, list(range(min(9, s.num_frames))))
+    frames = read_frames(video, list(range(min(9, count_frames(video)))))
     gray = [np.asarray(f.mean(axis=2), dtype=np.uint8) for f in frames]
     t0 = time.perf_counter()
     for a, b in zip(gray[:-1], gray[1:]):
-        compute_flow(a, b, algorithm=s.flow_algorithm)
+        compute_flow(a, b, algorithm=algorithm)
     return (time.perf_counter() - t0) / (len(gray) - 1)
 
 
@@ -329,7 +412,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _visualize(checkpoint: Path, ev: Any, root: Path, path: Path, s: DemoSettings) -> None:
+def _visualize(checkpoint: Path, ev: Any, root: Path, path: Path) -> None:
     from ..data.datasets import load_split
     from .predict import Predictor
     from .visualize import off_maps, plot_off
@@ -344,9 +427,20 @@ def _visualize(checkpoint: Path, ev: Any, root: Path, path: Path, s: DemoSetting
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """The paper's Table 2/3 form: method, accuracy, pair accuracy, throughput."""
+    """One table per benchmark in the paper's Table 2/3 form: method, accuracy, pair accuracy, throughput."""
+    tables = [_format_benchmark(b) for b in results["benchmarks"]]
+    tables.append(f"total wall time: {results['wall_s']:.0f} s")
+    tables.append("rev. pairs: accuracy at telling each class from its time-reversed twin (chance 50%).")
+    tables.append("throughput: network forward at the test input, batch 1, this CPU; flow includes its extraction.")
+    return "\n\n".join(tables[:-2]) + "\n" + "\n".join(tables[-2:])
+
+
+def _format_benchmark(results: dict[str, Any]) -> str:
+    r = results["recipe"]
+    chance = 100.0 / max(1, results["data_facts"]["num_classes"])
     lines = [
-        f"dataset: {results['dataset']}   wall time: {results['wall_s']:.0f} s",
+        f"dataset: {results['dataset']}   input {r['input_size']} px   chance {chance:.1f}%   "
+        f"wall time: {results['wall_s']:.0f} s",
         f"{'method':<13} {'top-1':>7} {'mean cls':>9} {'rev. pairs':>10} {'clips/s':>9} {'frames/s':>9}",
         "-" * 62,
     ]
@@ -354,6 +448,4 @@ def format_table(results: dict[str, Any]) -> str:
         pair = "-" if r["pair_acc"] is None else f"{100 * r['pair_acc']:.1f}%"
         lines.append(f"{r['method']:<13} {100 * r['top1']:>6.1f}% {100 * r['mean_class_acc']:>8.1f}% {pair:>10} "
                      f"{r['clips_per_s']:>9.1f} {r['frames_per_s']:>9.0f}")
-    lines.append("rev. pairs: accuracy at telling each class from its time-reversed twin (chance 50%).")
-    lines.append("throughput: network forward at the test input, batch 1, this CPU; flow includes its extraction.")
     return "\n".join(lines)
