@@ -14,6 +14,7 @@ stays a string. The fully resolved config (:meth:`Config.to_yaml`) is written to
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -86,6 +87,7 @@ class ModelConfig:
     block14b_kernel: int = 3  # last kernel of block 14b: 3 (authors' quirk) or 1 (adaptive optimisers)
     partial_bn: bool = True  # TSN partial BN in stages 1 and 3: only the first BN layer adapts
     partial_bn_train_conv1: bool = False  # stage 2: conv1's BN keeps batch statistics (official code)
+    allow_untrained_frozen_backbone: bool = False  # let stage 2 freeze random weights (ablations, tests)
 
 
 @dataclass
@@ -312,9 +314,18 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             raise ValueError(f"{source}: {key}={value!r} must be a mapping")
         return {str(k): _coerce(v, item, f"{key}.{k}", source) for k, v in value.items()}
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        number = value
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string; every float a user would write is accepted
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ValueError(f"{source}: {key}={value!r} must be a number") from None
+        if isinstance(number, bool) or not isinstance(number, int | float):
             raise ValueError(f"{source}: {key}={value!r} must be a number")
-        return float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"{source}: {key}={value!r} must be a finite number")
+        return float(number)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{source}: {key}={value!r} must be an integer")

@@ -22,7 +22,8 @@ def tiny_config(**overrides) -> Config:
         "name": "tiny",
         "seed": 0,
         "stages": [2],
-        "model": {"name": "off", "backbone": "tiny", "dropout": 0.0},
+        # stage 2 alone on a random backbone: refused unless asked for, which these fast tests do
+        "model": {"name": "off", "backbone": "tiny", "dropout": 0.0, "allow_untrained_frozen_backbone": True},
         "data": {"dataset": "folder", "num_segments": T, "size": SIZE, "num_workers": 0},
         "train": {"batch_size": 4, "device": "cpu", "checkpoint_every": 1, "val_every": 2, "log_every": 1,
                   "tensorboard": False},

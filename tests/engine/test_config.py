@@ -117,3 +117,23 @@ def test_every_shipped_config_is_valid(path):
         assert config.stage3.lr == (5e-4 if modality == "flow" else 2e-4)
     if arch == "tsn":
         assert config.stages == [1]
+
+
+@pytest.mark.parametrize("raw, expected", [("1e-3", 1e-3), ("2E-4", 2e-4), ("0.02", 0.02), ("3", 3.0), ("1.5e+1", 15.0)])
+def test_every_float_a_user_would_write_is_accepted(tmp_path, raw, expected):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: overrides and files both accept it."""
+    assert load_config(None, [f"stage2.lr={raw}"]).stage2.lr == pytest.approx(expected)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"stage2:\n  lr: {raw}\n")
+    assert load_config(path).stage2.lr == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("raw", [".nan", ".inf", "-.inf", "nan", "inf"])
+def test_non_finite_numbers_are_refused(raw):
+    with pytest.raises(ValueError, match="stage1.lr.*finite"):
+        load_config(None, [f"stage1.lr={raw}"])
+
+
+def test_a_word_is_still_not_a_number():
+    with pytest.raises(ValueError, match="must be a number"):
+        load_config(None, ["stage1.lr=fast"])

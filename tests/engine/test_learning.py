@@ -18,7 +18,7 @@ from offnet.engine.trainer import train
 from offnet.tools.demo import FULL, _config, derive_recipe
 from offnet.tools.recipe import probe_dataset
 
-CLASSES = ["MoveRight", "MoveLeft", "TurnClockwise", "TurnCounterclockwise"]
+CLASSES = ["MoveRight", "MoveLeft"]
 
 
 def _pair_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -30,9 +30,9 @@ def _pair_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_off_rgb_learns_motion_from_scratch_and_tsn_stays_at_chance(tmp_path):
-    root = write_motion_dataset(tmp_path / "data", classes=CLASSES, videos_per_class=32, width=96, height=72,
+    root = write_motion_dataset(tmp_path / "data", classes=CLASSES, videos_per_class=40, width=96, height=72,
                                 num_frames=48, seed=3, progress=False)
-    settings = dataclasses.replace(FULL, num_workers=0, off_epochs=FULL.off_epochs, tsn_epochs=FULL.tsn_epochs)
+    settings = dataclasses.replace(FULL, num_workers=0, min_iterations=600)
     facts = probe_dataset(root)
     recipe = derive_recipe(facts, settings)
     assert (facts.frame_width, facts.frame_height, facts.median_frames) == (96, 72, 48)
@@ -44,7 +44,8 @@ def test_off_rgb_learns_motion_from_scratch_and_tsn_stays_at_chance(tmp_path):
         out = tmp_path / method / "test"
         assert main(["test", str(result.checkpoints[stages[-1]]), "--out", str(out), "--no-progress"]) == 0
         ev = load_eval(out)
-        assert len(ev.labels) >= 32
+        assert len(ev.labels) >= 24
         accuracy[method] = _pair_accuracy(ev.scores[ev.final_level], ev.labels)
+    print(f"pair accuracy: {accuracy}")
     assert accuracy["off"] >= 0.8, accuracy
     assert 0.3 <= accuracy["tsn"] <= 0.7, accuracy

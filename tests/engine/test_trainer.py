@@ -200,3 +200,31 @@ def test_sigkill_and_resume_give_bit_identical_weights(tmp_path):
     ref_opt = load_checkpoint(tmp_path / "ref" / "stage2" / "last.pt")["optimizer"]["state"]
     got_opt = load_checkpoint(run / "stage2" / "last.pt")["optimizer"]["state"]
     assert all(torch.equal(ref_opt[k]["momentum_buffer"], got_opt[k]["momentum_buffer"]) for k in ref_opt)
+
+
+def test_stage_two_without_a_trained_backbone_is_refused_before_any_work(tmp_path, tiny_data):
+    strict = tiny_config(stages=[2, 3])
+    strict.model.allow_untrained_frozen_backbone = False
+    with pytest.raises(ValueError, match="never trained.*stages=\\[1,2,3\\].*--finetune-from.*model.pretrained"):
+        train(strict, run_dir=tmp_path / "run", data=tiny_data, progress=False)
+    assert not (tmp_path / "run").exists()
+    # with a trained backbone to start from, the same plan runs
+    train(tiny_config(stages=[1]), run_dir=tmp_path / "tsn", data=tiny_data, progress=False)
+    train(tiny_config(stages=[2]), run_dir=tmp_path / "off", data=tiny_data, progress=False,
+          finetune_from=tmp_path / "tsn")
+    assert (tmp_path / "off" / "stage2" / "DONE").is_file()
+
+
+def test_large_backbone_from_random_weights_warns_loudly(tmp_path, caplog):
+    from offnet.engine.trainer import _check_backbone_source
+
+    config = tiny_config(stages=[1, 2, 3])
+    config.model.backbone = "bninception"
+    with caplog.at_level("WARNING", logger="offnet.engine.trainer"):
+        _check_backbone_source(config, run_dir=tmp_path, finetune_from=None)
+    assert "RANDOM weights" in caplog.text and "model.pretrained" in caplog.text
+    caplog.clear()
+    config.model.pretrained = str(tmp_path / "imagenet.pth")
+    with caplog.at_level("WARNING", logger="offnet.engine.trainer"):
+        _check_backbone_source(config, run_dir=tmp_path, finetune_from=None)
+    assert caplog.text == ""

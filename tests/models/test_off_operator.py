@@ -115,14 +115,25 @@ def test_paper_mode_gradients_are_derivatives_without_border_artefacts():
 def test_official_misalignment_only_changes_other_videos_pairs():
     torch.manual_seed(0)
     kwargs = dict(in_channels=4, reduce_channels=4, mode="official", official_spatial_dropout=0.0)
-    aligned = OFFOperator(**kwargs).eval()
-    buggy = OFFOperator(**kwargs, replicate_official_misalignment=True).eval()
+    aligned = OFFOperator(**kwargs).train()
+    buggy = OFFOperator(**kwargs, replicate_official_misalignment=True).train()
     buggy.load_state_dict(aligned.state_dict())
     feat = torch.randn(2, 3, 4, 5, 5)
     a, b = aligned(feat), buggy(feat)
     assert torch.allclose(a[0, 0], b[0, 0])  # video 0, pair 0: same frame either way
     assert not torch.allclose(a[1, 0, :32], b[1, 0, :32])  # video 1 reads video 0's frame 2
     assert torch.allclose(a[:, :, 32:], b[:, :, 32:])  # temporal part is unaffected
+
+
+def test_official_misalignment_is_a_training_time_bug_only():
+    """The authors' test is aligned: in eval mode (crops of one video share a pass) nothing is mixed."""
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=4, reduce_channels=4, mode="official", official_spatial_dropout=0.0)
+    aligned = OFFOperator(**kwargs).eval()
+    buggy = OFFOperator(**kwargs, replicate_official_misalignment=True).eval()
+    buggy.load_state_dict(aligned.state_dict())
+    feat = torch.randn(3, 3, 4, 5, 5)
+    assert torch.equal(aligned(feat), buggy(feat))
 
 
 def test_operator_rejects_single_segment():

@@ -7,13 +7,14 @@ import pytest
 from offnet.cli import main
 from offnet.tools.predict import Predictor
 
-METHODS = ["tsn-rgb", "hypnet-rgb", "off-rgb", "tsn+off-rgb", "off-rawoff", "tsn-flow"]
+MOTION = ["tsn-rgb", "hypnet-rgb", "off-rgb", "tsn+off-rgb", "tsn-rawoff", "tsn-flow"]
+ACTIONS = ["tsn-rgb", "off-rgb", "tsn+off-rgb", "tsn-flow"]
 
 
 @pytest.mark.slow
 def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--flow"]) == 0
     printed = capsys.readouterr().out
     for column in ("method", "top-1", "mean cls", "rev. pairs", "clips/s", "frames/s"):
         assert column in printed
@@ -21,8 +22,8 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     assert results["wall_s"] > 0
     assert [b["dataset"] for b in results["benchmarks"]] == ["offnet-motion", "offnet-synth"]
     motion, actions = results["benchmarks"]
-    assert [r["method"] for r in actions["rows"]] == METHODS
-    assert [r["method"] for r in motion["rows"]] == METHODS[:-1]  # no flow stream on the motion benchmark
+    assert [r["method"] for r in motion["rows"]] == MOTION
+    assert [r["method"] for r in actions["rows"]] == ACTIONS
     # sizes derived from the data: 64x48 motion frames -> 40 px input (cap 48) from 46 px frames
     assert motion["data_facts"]["frame_width"] == 64 and motion["data_facts"]["frame_height"] == 48
     assert motion["recipe"]["input_size"] == 40 and motion["recipe"]["resize_to"] == 46
@@ -46,10 +47,11 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     assert set(pred.levels) == {"rgb", "off28", "off14", "off7"}
     # a second run reuses the generated datasets; --benchmarks picks one
     data_dirs = sorted(p.name for p in (out / "data").iterdir())
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--no-flow", "--benchmarks", "motion"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == data_dirs
     again = json.loads((out / "results.json").read_text())
     assert [b["dataset"] for b in again["benchmarks"]] == ["offnet-motion"]
+    assert [r["method"] for r in again["benchmarks"][0]["rows"]] == MOTION[:-1]  # flow is opt-in
 
 
 def test_demo_rejects_unknown_benchmark(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""``offnet demo``: train and test TSN, Hyp-Net, OFF, RGB+OFF fusion, OFF(Raw OFF) and flow on a built-in
-benchmark (or your UCF-101-layout dataset) and print the paper's comparison tables."""
+"""``offnet demo``: train and test TSN, Hyp-Net, OFF, RGB+OFF fusion, Raw OFF (and flow) on the built-in
+benchmarks (or your UCF-101-layout dataset) and print the paper's comparison tables."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="reproduce the paper's claims on built-in benchmarks (CPU, minutes)",
                        description="Generate the built-in benchmarks (cached): the motion-only one (discs from real "
                        "photographs moving, turning or zooming, every class with a time-reversed twin) and the "
-                       "synthetic actions one; train and test tsn, hypnet, off (RGB), the RGB + OFF(RGB) fusion, off "
-                       "on Raw OFF (and tsn on optical flow for the actions benchmark) with the tiny backbone, with "
+                       "synthetic actions one; train and test tsn, hypnet, off (RGB), the RGB + OFF(RGB) fusion and "
+                       "tsn on Raw OFF (with --flow also tsn on optical flow) with the tiny backbone, with "
                        "input size and iterations derived from each dataset, and print tables in the form of the "
                        "paper's Tables 2 and 3.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmarks", default=None,
                    help="comma-separated built-in benchmarks to run: motion, actions (default: both)")
     p.add_argument("--quick", action="store_true", help="reduced sizes (well under a minute; used by the tests)")
-    p.add_argument("--no-flow", action="store_true", help="skip the optical-flow stream")
+    p.add_argument("--flow", action="store_true",
+                   help="also extract optical flow and train TSN on it (adds minutes; off by default)")
+    p.add_argument("--no-flow", action="store_true", help=argparse.SUPPRESS)  # the default since flow is opt-in
     p.add_argument("--flow-algorithm", choices=("farneback", "tvl1"), default=None,
                    help="optical flow for the flow stream (default farneback; tvl1 is the paper's, ~50x slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -46,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown or not chosen:
             raise ValueError(f"--benchmarks takes motion and/or actions, got {args.benchmarks!r}")
         settings = dataclasses.replace(settings, benchmarks=chosen)
-    if args.no_flow:
-        settings = dataclasses.replace(settings, flow=False)
+    settings = dataclasses.replace(settings, flow=args.flow and not args.no_flow)
     if args.flow_algorithm:
         settings = dataclasses.replace(settings, flow_algorithm=args.flow_algorithm)
     results = run_demo(args.out, data=args.data, settings=settings, progress=not args.no_progress,

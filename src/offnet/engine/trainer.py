@@ -113,6 +113,26 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _check_backbone_source(config: Config, *, run_dir: Path, finetune_from: str | Path | None) -> None:
+    """Refuse to freeze a backbone that was never trained; warn when a large one starts from random weights."""
+    m = config.model
+    fresh = stage_status(run_dir, config.stages[0]) == "new"
+    if (config.stages[0] == 2 and fresh and finetune_from is None and m.pretrained is None
+            and not m.allow_untrained_frozen_backbone):
+        raise ValueError(
+            "stage 2 trains the OFF sub-network on a frozen backbone, but this backbone was never trained: no "
+            "stage 1 before it, no --finetune-from and no model.pretrained. Add stage 1 (stages=[1,2,3]), pass "
+            "--finetune-from RUN_DIR of a trained TSN, or set model.pretrained=FILE (ImageNet weights); "
+            "model.allow_untrained_frozen_backbone=true runs it anyway (an ablation)"
+        )
+    if m.pretrained is None and m.backbone != "tiny" and finetune_from is None and fresh:
+        log.warning(
+            "!! %s starts from RANDOM weights: the paper's results start from ImageNet weights; set "
+            "model.pretrained=FILE (see the README: pretrained weights) unless training from scratch is meant",
+            m.backbone,
+        )
+
+
 def _autocast(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
     amp = config.train.amp
     if amp == "none":
@@ -451,6 +471,7 @@ def train(
     wall0 = time.perf_counter()
     run_dir = Path(run_dir)
     resume = resume or config.train.resume
+    _check_backbone_source(config, run_dir=run_dir, finetune_from=finetune_from)
     ctx = init_distributed(config.train.device)
     if config.train.deterministic:
         torch.use_deterministic_algorithms(True)

@@ -23,7 +23,8 @@ where ``F_x``/``F_y`` are fixed per-channel Sobel filters taken on the *earlier*
 ``spatial=False`` keeps only the temporal difference (the code's flow / RGB-diff OFF nets).
 ``replicate_official_misalignment`` reproduces the code's training-time bug (spec §8.1): the spatial
 part of pair ``j`` is taken from row ``j`` of the flat video-major batch instead of frame t of the
-same video. For exact-reproduction ablations only.
+same video. For exact-reproduction ablations only; it acts in training mode only, since the authors'
+test is aligned (and at test time crops of one video share a forward pass).
 
 Sign and axis convention (pinned by a test on translated textures): with image rows growing
 downwards, ``Sobel_x ≈ 8 ∂f/∂x`` (x to the right) and ``Sobel_y ≈ −8 ∂f/∂row`` (the paper's kernel,
@@ -102,7 +103,7 @@ class OFFOperator(nn.Module):
     def _earlier(self, x: torch.Tensor) -> torch.Tensor:
         """The earlier frame of each pair, ``(B, T, C, H, W)`` → ``(B*(T−1), C, H, W)``."""
         b, t = x.shape[:2]
-        if self.replicate_official_misalignment:
+        if self.replicate_official_misalignment and self.training:
             return x.flatten(0, 1)[: b * (t - 1)]  # first B*(T-1) rows of the video-major batch
         return x[:, :-1].flatten(0, 1)  # (B*(T-1), C, H, W)
 
