@@ -119,7 +119,8 @@ def test_every_shipped_config_is_valid(path):
         assert config.stages == [1]
 
 
-@pytest.mark.parametrize("raw, expected", [("1e-3", 1e-3), ("2E-4", 2e-4), ("0.02", 0.02), ("3", 3.0), ("1.5e+1", 15.0)])
+@pytest.mark.parametrize("raw, expected",
+                         [("1e-3", 1e-3), ("2E-4", 2e-4), ("0.02", 0.02), ("3", 3.0), ("1.5e+1", 15.0)])
 def test_every_float_a_user_would_write_is_accepted(tmp_path, raw, expected):
     """YAML 1.1 reads ``1e-3`` (no dot) as a string: overrides and files both accept it."""
     assert load_config(None, [f"stage2.lr={raw}"]).stage2.lr == pytest.approx(expected)

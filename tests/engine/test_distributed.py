@@ -85,7 +85,9 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
     start = create_model("off", num_classes=3, backbone="tiny", dropout=0.0).state_dict()
     moved = 0
     for key, value in single["model"].items():
-        assert torch.allclose(ddp["model"][key], value, rtol=1e-5, atol=1e-6), key
+        # float summation order differs between one and two processes: ~1e-6 after 4 steps; a real
+        # mismatch (gradients not averaged, a rank skipping a batch) moves weights by ~lr * grad >> 1e-5
+        assert torch.allclose(ddp["model"][key], value, rtol=1e-5, atol=1e-5), key
         moved += int(not torch.allclose(start[key], value))
     assert moved > 10, "training must have changed the sub-network for the comparison to mean anything"
     assert ddp["best_metric"] == pytest.approx(single["best_metric"])  # sharded validation, same score
