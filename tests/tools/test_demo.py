@@ -1,10 +1,13 @@
 """`offnet demo --quick` end to end: the files it writes and the table's columns (not the accuracies)."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from offnet.cli import main
+from offnet.engine.evaluate import load_eval
 from offnet.tools.predict import Predictor
 
 MOTION = ["tsn-rgb", "hypnet-rgb", "off-rgb", "tsn+off-rgb", "tsn-rawoff", "tsn-flow"]
@@ -40,6 +43,12 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
         for path in bench["files"]["confusion"].values():
             assert open(path, "rb").read(4) == b"\x89PNG"
         assert set(bench["checkpoints"]) == {r["method"] for r in bench["rows"]} - {"tsn+off-rgb"}
+        # the fusion row is one system: the OFF network's own rgb + off7 scores, and off-rgb's speed
+        ev = load_eval(Path(bench["files"]["confusion"]["off-rgb"]).parent)
+        fused = ev.scores["rgb"] + ev.scores["off7"]
+        row = {r["method"]: r for r in bench["rows"]}
+        assert row["tsn+off-rgb"]["top1"] == pytest.approx(float(np.mean(fused.argmax(1) == ev.labels)))
+        assert row["tsn+off-rgb"]["clips_per_s"] == row["off-rgb"]["clips_per_s"]
     # the checkpoints are ordinary offnet checkpoints: predict accepts them
     video = next((out / "data").rglob("*.avi"))
     predictor = Predictor(actions["checkpoints"]["off-rgb"])

@@ -71,7 +71,7 @@ class DemoSettings:
     motion_frames: int = 40
     classes: tuple[str, ...] = ("SlideRight", "SlideLeft", "TurnClockwise", "TurnCounterclockwise",
                                 "StillBlock", "WanderingBall")
-    videos_per_class: int = 64
+    videos_per_class: int = 48
     frame_size: int = 64  # actions: generated frame side (px)
     num_frames: int = 32  # actions: frames per generated video
     max_input: int = 112  # cap on the network input side (CPU budget)
