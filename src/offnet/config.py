@@ -104,7 +104,7 @@ class DataConfig:
     sampler: str = "off"  # tsn (TSN segments) | off (paper's exact interval) | off_code (code's grid)
     num_segments: int = 7  # segments per training clip (paper: 7; TSN: 3)
     test_segments: int = 25  # segments per test clip (paper: 25)
-    val_segments: int | None = None  # segments per validation clip (None = num_segments)
+    val_segments: int | None = None  # validation: first N segments of the test clip (None = all test_segments)
     size: int = 224  # network input side in pixels
     resize_to: int | None = None  # resize frames' shorter side before cropping (None = as decoded)
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # multi-scale crop

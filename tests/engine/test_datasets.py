@@ -3,6 +3,7 @@
 import numpy as np
 
 from offnet.config import Config
+from offnet.data.sampling import make_sampler
 from offnet.data.synth import write_synthetic_dataset
 from offnet.engine.datasets import build_train_data, load_train_records
 from offnet.models.backbone import IMAGENET_SPEC
@@ -22,6 +23,14 @@ def test_training_clips_use_the_test_interval(tmp_path):
     indices = sampler(32, np.random.default_rng(0))  # (T, new_length)
     assert indices.shape == (3, 1)
     assert set(np.diff(indices[:, 0]).tolist()) == {32 // 16}  # paper Sec. 4.2: interval L // beta
-    assert data.val is not None and data.val.sampler.segments == 3
     clip, label = data.train[0]
     assert clip.shape == (3, 3, 56, 56) and label in (0, 1)
+    # validation samples exactly as the test protocol: 16 segments at the same interval, same positions
+    test_protocol = make_sampler("off", num_segments=3, new_length=1, test=True, test_segments=16)
+    assert data.val is not None
+    assert np.array_equal(data.val.sampler(32), test_protocol(32))
+    assert set(np.diff(data.val.sampler(300)[:, 0]).tolist()) == {300 // 16}  # not 300 // 3
+    # val_segments keeps the interval and takes the first segments of the test clip
+    config.data.val_segments = 4
+    data = build_train_data(config, records=records, class_names=class_names, input_spec=IMAGENET_SPEC)
+    assert np.array_equal(data.val.sampler(300), test_protocol(300)[:4])

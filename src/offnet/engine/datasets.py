@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -106,6 +106,24 @@ def load_train_records(config: Config) -> tuple[list[VideoRecord], list[str]]:
     return list(split.records), list(split.class_names)
 
 
+class LeadingSegments:
+    """The first ``count`` segments of a test sampler's clip: ``(T, n)`` -> ``(count, n)`` frame indices.
+
+    Consecutive segments keep the sampler's interval, so an OFF model validated on them sees the
+    same Δt as at test time.
+    """
+
+    def __init__(self, sampler: Any, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"val_segments must be >= 1, got {count}")
+        self.sampler = sampler
+        self.count = count
+        self.new_length = sampler.new_length
+
+    def __call__(self, num_frames: int, rng: Any = None) -> np.ndarray:
+        return self.sampler(num_frames, rng)[: self.count]
+
+
 def build_train_data(
     config: Config, *, records: list[VideoRecord], class_names: list[str], input_spec: InputSpec
 ) -> TrainData:
@@ -133,9 +151,13 @@ def build_train_data(
 
     def dataset(recs: list[VideoRecord], *, train: bool, segments: int) -> ClipDataset:
         # Training clips take `num_segments` segments at the TEST interval L // test_segments (paper
-        # Sec. 4.2: one Δt for training and testing); validation clips are test clips of `segments`.
-        sampler = make_sampler(d.sampler, num_segments=segments, new_length=modality.frames_per_segment,
-                               test=not train, test_segments=d.test_segments if train else segments)
+        # Sec. 4.2: one Δt for training and testing). Validation clips are the test protocol's clips (same
+        # sampler, interval and positions; one centre crop), cut to their first `val_segments` segments
+        # when that is set: a cheaper validation that keeps the test interval.
+        sampler: Any = make_sampler(d.sampler, num_segments=segments, new_length=modality.frames_per_segment,
+                                    test=not train, test_segments=d.test_segments)
+        if not train and segments < d.test_segments:
+            sampler = LeadingSegments(sampler, segments)
         transform = build_transform(
             train=train, size=d.size, modality=modality.name, mean=mean, std=std, bgr=spec.bgr,
             scale255=spec.scale255, flip=d.flip, crops=1, scales=d.scales, resize_to=d.resize_to,
@@ -147,7 +169,7 @@ def build_train_data(
              len(class_names))
     return TrainData(
         train=dataset(train_records, train=True, segments=d.num_segments),
-        val=dataset(val_records, train=False, segments=d.val_segments or d.num_segments) if val_records
+        val=dataset(val_records, train=False, segments=d.val_segments or d.test_segments) if val_records
         else None,
         class_names=class_names,
         names=[r.name for r in train_records],
