@@ -176,3 +176,4 @@ class _Synth:
 def synth() -> type[_Synth]:
     """``synth.frame(i, h, w)``, ``synth.frame_id(img)``, ``synth.level(i)``, ``synth.write_video(…)``."""
     return _Synth
+

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ucf_layout_check import check_ucf_layout
 
 from offnet.data.synth import (
     SYNTH_CLASSES,
@@ -44,31 +44,10 @@ def _horizontal_motion(frames: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------- layout
 def test_layout_and_list_files(small_dataset: Path) -> None:
-    lists = small_dataset / "ucfTrainTestlist"
-    class_ind = (lists / "classInd.txt").read_text().splitlines()
-    assert class_ind == ["1 SlideRight", "2 SlideLeft", "3 StillBlock"]
-    train = [line.split() for line in (lists / "trainlist01.txt").read_text().splitlines()]
-    test = (lists / "testlist01.txt").read_text().splitlines()
+    train, test = check_ucf_layout(small_dataset, SMALL["classes"])
     assert len(train) + len(test) == 9 and len(test) == 3  # 3 groups per class, one of them test
-    pattern = re.compile(r"^(\w+)/v_\1_g(\d\d)_c(\d\d)\.avi$")
-    train_groups, test_groups = set(), set()
-    for rel, label in train:
-        m = pattern.match(rel)
-        assert m, rel
-        assert SMALL["classes"][int(label) - 1] == m.group(1)
-        train_groups.add((m.group(1), m.group(2)))
-    for rel in test:
-        m = pattern.match(rel)
-        assert m and len(rel.split()) == 1, rel
-        test_groups.add((m.group(1), m.group(2)))
-    assert not train_groups & test_groups
-    listed = {r for r, _ in train} | set(test)
-    videos = small_dataset / "videos"
-    on_disk = {str(p.relative_to(videos)) for p in videos.rglob("*.avi")}
-    assert listed == on_disk
     meta = json.loads((small_dataset / "synth.json").read_text())
     assert meta["params"]["seed"] == 5 and meta["pairs"] == [["SlideRight", "SlideLeft"]]
-    assert not [p for p in small_dataset.parent.iterdir() if p.name.startswith(".ds.tmp")]
 
 
 def test_every_video_decodes_with_the_right_frame_count(small_dataset: Path) -> None:
@@ -135,15 +114,21 @@ def test_bad_arguments_are_rejected(tmp_path: Path, kwargs: dict, message: str) 
     assert not (tmp_path / "bad").exists()
 
 
-def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("preset", ["actions", "motion"])
+def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str) -> None:
     import offnet.data.synth as synth
+    from offnet.data.synth_motion import write_motion_dataset
 
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "_write_video", boom)
+    monkeypatch.setattr(synth, "_write_video", boom)  # both presets write through it
     with pytest.raises(KeyboardInterrupt):
-        write_synthetic_dataset(tmp_path / "ds", **SMALL)
+        if preset == "actions":
+            write_synthetic_dataset(tmp_path / "ds", **SMALL)
+        else:
+            write_motion_dataset(tmp_path / "ds", classes=["MoveRight", "MoveLeft"], videos_per_class=3, width=64,
+                                 height=48, num_frames=12, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -112,12 +112,18 @@ def test_paper_mode_gradients_are_derivatives_without_border_artefacts():
     assert zero_padded[:, 0].abs().min() > 0.1
 
 
-def test_official_misalignment_only_changes_other_videos_pairs():
+def _aligned_and_buggy(*, training: bool) -> tuple[OFFOperator, OFFOperator]:
+    """Two official-mode operators with the same weights, the second replicating the pairing bug."""
     torch.manual_seed(0)
     kwargs = dict(in_channels=4, reduce_channels=4, mode="official", official_spatial_dropout=0.0)
-    aligned = OFFOperator(**kwargs).train()
-    buggy = OFFOperator(**kwargs, replicate_official_misalignment=True).train()
+    aligned = OFFOperator(**kwargs).train(training)
+    buggy = OFFOperator(**kwargs, replicate_official_misalignment=True).train(training)
     buggy.load_state_dict(aligned.state_dict())
+    return aligned, buggy
+
+
+def test_official_misalignment_only_changes_other_videos_pairs():
+    aligned, buggy = _aligned_and_buggy(training=True)
     feat = torch.randn(2, 3, 4, 5, 5)
     a, b = aligned(feat), buggy(feat)
     assert torch.allclose(a[0, 0], b[0, 0])  # video 0, pair 0: same frame either way
@@ -127,11 +133,7 @@ def test_official_misalignment_only_changes_other_videos_pairs():
 
 def test_official_misalignment_is_a_training_time_bug_only():
     """The authors' test is aligned: in eval mode (crops of one video share a pass) nothing is mixed."""
-    torch.manual_seed(0)
-    kwargs = dict(in_channels=4, reduce_channels=4, mode="official", official_spatial_dropout=0.0)
-    aligned = OFFOperator(**kwargs).eval()
-    buggy = OFFOperator(**kwargs, replicate_official_misalignment=True).eval()
-    buggy.load_state_dict(aligned.state_dict())
+    aligned, buggy = _aligned_and_buggy(training=False)
     feat = torch.randn(3, 3, 4, 5, 5)
     assert torch.equal(aligned(feat), buggy(feat))
 
