@@ -50,6 +50,8 @@ def test_tsn_test_offsets(num_frames, segments, new_length, expected):
         (250, 25, 1, 25, list(range(4, 245, 10))),  # interval 10, span 241 centred
         (30, 3, 1, 3, [4, 14, 24]),  # interval 10, p = (30-1-20)//2 = 4
         (20, 3, 5, 25, [6, 7, 8]),  # L < β: interval 1, p = (20-5-2)//2 = 6
+        (260, 25, 1, 25, list(range(9, 250, 10))),  # L/β = 10.4: floor 10 (ceil 11 would not fit), p = 9
+        (59, 3, 1, 16, [26, 29, 32]),  # L/β = 3.7: interval 3 (ceil: 4), p = (59-1-6)//2 = 26
     ],
 )
 def test_off_test_offsets(num_frames, segments, new_length, test_segments, expected):
@@ -158,3 +160,12 @@ def test_bad_settings():
         make_sampler("tsn", num_segments=3, new_length=1, test=True)(0)
     with pytest.raises(ValueError, match=">= 1"):
         make_sampler("off", num_segments=0, new_length=1, test=False)
+
+
+@pytest.mark.parametrize("num_frames", [259, 260, 274])
+def test_off_train_interval_is_the_floor_of_l_over_beta(num_frames):
+    """Paper Sec. 4.2: interval = ⌊L/β⌋ (here 10 for L = 259–274, where ceil would give 11)."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        starts = off_train_offsets(num_frames, 7, 1, rng, test_segments=25)
+        assert set(np.diff(starts).tolist()) == {num_frames // 25}
