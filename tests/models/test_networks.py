@@ -138,6 +138,21 @@ def test_stage2_freezes_backbone_bn_statistics_and_partial_bn_keeps_first():
         assert any(moved[1:]) == others_move, (stage, kwargs)
 
 
+@pytest.mark.parametrize("stage", [1, 3])
+def test_partial_bn_freezes_scale_and_shift_of_every_bn_but_the_first(stage):
+    """TSN's partial BN: only the first BN layer adapts, statistics AND affine parameters (spec §6)."""
+    model = offnet.create_model("off", num_classes=4, backbone="tiny")
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    model.set_stage(stage, partial_bn=True)
+    assert bns[0].weight.requires_grad and bns[0].bias.requires_grad
+    assert not any(p.requires_grad for bn in bns[1:] for p in (bn.weight, bn.bias))
+    names = {id(p): n for n, p in model.named_parameters()}
+    optimised = {names[id(p)] for g in model.param_groups(weight_decay=1e-4) for p in g["params"]}
+    assert not any(names[id(p)] in optimised for bn in bns[1:] for p in (bn.weight, bn.bias))
+    model.set_stage(stage, partial_bn=False)
+    assert all(p.requires_grad for bn in bns for p in (bn.weight, bn.bias))
+
+
 def test_tsn_has_only_stage_one():
     model = offnet.create_model("tsn", num_classes=4, backbone="tiny")
     with pytest.raises(ValueError, match="only stage 1"):
