@@ -228,3 +228,33 @@ def test_large_backbone_from_random_weights_warns_loudly(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="offnet.engine.trainer"):
         _check_backbone_source(config, run_dir=tmp_path, finetune_from=None)
     assert caplog.text == ""
+
+
+def test_best_checkpoint_keeps_the_best_validation_not_the_latest(tmp_path, tiny_data, monkeypatch):
+    import offnet.engine.trainer as trainer
+
+    metrics = iter([0.5, 0.9, 0.3, 0.4])
+    monkeypatch.setattr(trainer, "_validate", lambda model, data, config, ctx: {"off7": next(metrics)})
+    config = tiny_config(stages=[2], stage2={"lr": 0.01, "iterations": 4, "milestones": []},
+                         train={"batch_size": 4, "device": "cpu", "checkpoint_every": 1, "val_every": 1,
+                                "log_every": 1, "tensorboard": False})
+    result = train(config, run_dir=tmp_path, data=tiny_data, progress=False)
+    best = load_checkpoint(tmp_path / "stage2" / "best.pt")
+    assert best["step"] == 2 and best["best_metric"] == pytest.approx(0.9)
+    assert result.checkpoints[2] == tmp_path / "stage2" / "best.pt"
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path, tiny_data):
+    """optim.clip_grad_norm caps the global gradient norm: a cap of 1e-9 leaves the weights where they were."""
+    moved = {}
+    for clip in (1e-9, None):
+        config = tiny_config(stages=[2], optim={"clip_grad_norm": clip, "momentum": 0.0, "weight_decay": 0.0},
+                             stage2={"lr": 0.01, "iterations": 1, "milestones": []})
+        train(config, run_dir=tmp_path / str(clip), data=tiny_data, progress=False)
+        weights = _weights(tmp_path / str(clip) / "stage2" / "last.pt")
+        torch.manual_seed(0)  # the trainer's initialisation (config seed 0)
+        from offnet import create_model
+
+        init = create_model("off", num_classes=3, backbone="tiny", dropout=0.0).state_dict()
+        moved[clip] = max((weights[k] - init[k]).abs().max().item() for k in weights if k.startswith("subnet."))
+    assert moved[1e-9] < 1e-9 and moved[None] > 1e-5, moved
