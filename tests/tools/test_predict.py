@@ -77,3 +77,21 @@ def test_predict_names_missing_and_broken_videos(checkpoint, tmp_path, capsys):
     broken.write_text("not a video")
     assert main(["predict", str(checkpoint), str(broken)]) == 1
     assert "broken.avi" in capsys.readouterr().err
+
+
+def test_probabilities_are_the_softmax_of_the_fused_score(tmp_path):
+    """The paper's fusion: backbone level + final level, summed; not the final level alone."""
+    torch.manual_seed(0)
+    model = offnet.create_model("off", num_classes=3, backbone="tiny")
+    with torch.no_grad():  # levels that disagree: the rgb head leans to class 0, off7 to class 2
+        model.heads["rgb"].fc.bias.copy_(torch.tensor([2.0, 0.0, -2.0]))
+        model.subnet.heads["7"].fc.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+    save_checkpoint(tmp_path / "best.pt", {
+        "model_config": model.config, "model": model.state_dict(), "class_names": CLASSES, "stage": 2,
+        "step": 1, "config": {"data": {"sampler": "off", "test_segments": 4, "size": 64, "flip": False}},
+    })
+    (pred,) = Predictor(tmp_path / "best.pt").predict([_video(tmp_path / "clip.avi")])
+    fused = torch.from_numpy(pred.levels["rgb"] + pred.levels["off7"]).double().softmax(0).numpy()
+    final_only = torch.from_numpy(pred.levels["off7"]).double().softmax(0).numpy()
+    assert not np.allclose(fused, final_only, atol=1e-3)
+    assert np.allclose(pred.probabilities, fused, atol=1e-5)
