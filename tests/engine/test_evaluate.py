@@ -150,3 +150,29 @@ def test_evaluate_rejects_bad_arguments(mini_records):
     with pytest.raises(ValueError, match="3 class names for a model with 2 classes"):
         evaluate(ToySegmentModel(num_classes=2), mini_records.records[:1], ["a", "b", "c"], segments=3,
                  **kwargs)
+
+
+def test_evaluate_skip_leaves_out_unreadable_videos_and_fail_names_them(mini_records, tmp_path):
+    import dataclasses
+
+    from offnet.data.decode import VideoDecodeError
+    from offnet.engine.evaluate import evaluate
+    from offnet.models.backbone import IMAGENET_SPEC
+
+    records = list(mini_records.records)
+    corrupt = tmp_path / "v_Broken_g01_c01.avi"
+    corrupt.write_bytes(b"not a video at all" * 100)
+    broken = dataclasses.replace(records[1], path=corrupt)
+    kwargs = dict(modality="rgb", segments=3, crops=1, size=48, sampler="off", input_spec=IMAGENET_SPEC,
+                  num_workers=0, device="cpu", progress=False)
+    names = mini_records.class_names
+    good_only = evaluate(ToySegmentModel(num_classes=2), [records[0], *records[2:]], names, **kwargs)
+    skipped = evaluate(ToySegmentModel(num_classes=2), [records[0], broken, *records[2:]], names,
+                       on_bad_video="skip", **kwargs)
+    assert skipped.names == good_only.names and broken.name not in skipped.names
+    assert len(skipped.meta["skipped_videos"]) == 1 and "v_Broken_g01_c01.avi" in skipped.meta["skipped_videos"][0]
+    for level in good_only.levels:
+        np.testing.assert_allclose(skipped.scores[level], good_only.scores[level], rtol=1e-6)
+    np.testing.assert_array_equal(skipped.labels, good_only.labels)
+    with pytest.raises((VideoDecodeError, RuntimeError, ValueError), match="v_Broken_g01_c01.avi"):
+        evaluate(ToySegmentModel(num_classes=2), [records[0], broken, *records[2:]], names, **kwargs)
