@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,90 +108,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- test
-def _run_dir_of(checkpoint: Path) -> Path:
-    """The run directory a checkpoint file lives in (``RUN/stageN/best.pt`` → ``RUN``)."""
-    parent = checkpoint.parent
-    return parent.parent if re.fullmatch(r"stage\d+", parent.name) else parent
-
-
-def _load_records(data: dict[str, Any], *, subset: str, split: int, root: str, frames_root: str | None,
-                  seed: int) -> tuple[list[Any], list[str]]:
-    """Records and class names of the test split, or of the held-out validation part of the train split."""
-    from offnet.data.datasets import load_split
-
-    dataset = data.get("dataset", "ucf101")
-    layout = "ucf101" if dataset == "synth" else dataset  # the synthetic benchmark uses the UCF-101 layout
-    list_key = "test_list" if subset == "test" else "train_list"
-    split_data = load_split(
-        layout, root, split=split, subset="test" if subset == "test" else "train",
-        list_file=data.get(list_key), class_file=data.get("class_file"), frames_root=frames_root,
-    )
-    records = list(split_data.records)
-    if subset == "val":
-        try:  # the trainer owns the hold-out rule, so test scores the very videos training left out
-            from offnet.engine.datasets import split_train_val
-        except ImportError as exc:
-            raise RuntimeError(
-                "--subset val needs offnet.engine.datasets.split_train_val (the trainer's hold-out of "
-                f"data.val_fraction of the training split), which this installation lacks: {exc}"
-            ) from exc
-        fraction = float(data.get("val_fraction") or 0.0)
-        if fraction <= 0:
-            raise ValueError(
-                "the run has data.val_fraction=0: no training videos were held out, so there is no "
-                "validation subset to score; use --subset test, or train with data.val_fraction > 0"
-            )
-        _, records = split_train_val(records, fraction=fraction, seed=seed)
-    return records, list(split_data.class_names)
-
-
 def run_test(args: argparse.Namespace) -> int:
-    from offnet.engine.checkpoint import build_model_from_checkpoint, find_checkpoint
-    from offnet.engine.evaluate import evaluate, result_metrics, save_eval
+    from offnet.engine.evaluate import result_metrics
+    from offnet.engine.scoring import score_checkpoint
 
-    checkpoint = find_checkpoint(args.checkpoint)
-    model, payload = build_model_from_checkpoint(checkpoint)
-    config = payload.get("config") or {}
-    data = dict(config.get("data") or {})
-    root = args.data_root or data.get("root")
-    if not root:
-        raise ValueError(f"{checkpoint}: the run config names no data.root; pass --data-root DIR")
-    split = args.split if args.split is not None else int(data.get("split") or 1)
-    frames_root = args.frames_root or data.get("frames_root")
-    records, class_names = _load_records(
-        data, subset=args.subset, split=split, root=root, frames_root=frames_root,
-        seed=int(config.get("seed", 0)),
+    scored = score_checkpoint(
+        args.checkpoint, subset=args.subset, split=args.split, data_root=args.data_root,
+        frames_root=args.frames_root, segments=args.segments, crops=args.crops, crop_agg=args.crop_agg,
+        out=args.out, batch_size=args.batch_size, workers=args.workers, device=args.device,
+        chunk_images=args.chunk_images, on_bad_video=args.on_bad_video, progress=not args.no_progress,
     )
-    trained_classes = list(payload.get("class_names") or [])
-    if trained_classes and trained_classes != class_names:
-        raise ValueError(
-            f"the {args.subset} split at {root} has {len(class_names)} classes {class_names[:3]}…, but the "
-            f"model was trained on {len(trained_classes)} classes {trained_classes[:3]}…; score the "
-            "dataset the model was trained on (check --data-root)"
-        )
-    if not records:
-        raise ValueError(f"the {args.subset} subset of split {split} at {root} holds no videos")
-    modality = model.modality.name
-    segments = args.segments or int(data.get("test_segments") or 25)
-    size = int(data.get("size") or model.input_spec.size)
-    print(f"scoring {len(records)} {args.subset} videos of split {split} ({root}) with {checkpoint}: "
-          f"{segments} segments x {args.crops} crops, {modality}, {size}px")
-    result = evaluate(
-        model, records, class_names, modality=modality, segments=segments, crops=args.crops, size=size,
-        sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device, progress=not args.no_progress,
-        crop_agg=args.crop_agg, chunk_images=args.chunk_images, resize_to=data.get("resize_to"),
-        flip=bool(data.get("flip", True)),
-        on_bad_video=args.on_bad_video,
-    )
-    result.meta.update({
-        "dataset": data.get("dataset"), "root": str(root), "split": split, "subset": args.subset,
-        "checkpoint": str(checkpoint), "stage": payload.get("stage"), "step": payload.get("step"),
-        "sampler": data.get("sampler", "off"),
-    })
-    out = Path(args.out) if args.out else _run_dir_of(checkpoint) / f"{args.subset}-split{split}"
-    paths = save_eval(result, out)
+    result, meta = scored.result, scored.result.meta
+    print(f"scored {len(result.names)} {meta['subset']} videos of split {meta['split']} ({meta['root']}) with "
+          f"{scored.checkpoint}: {meta['segments']} segments x {args.crops} crops (the paper's protocol: "
+          "25 segments x 10 crops, --crops 10)")
     _print_table(result_metrics(result), final_level=result.final_level)
+    paths = scored.paths
     print(f"wrote {paths['scores']}, {paths['metrics']}, {paths['confusion']}")
     return 0
 

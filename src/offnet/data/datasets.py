@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from offnet.data.listfile import VIDEO_EXTENSIONS, frames_dir_for, parse_list_file, read_class_file
-from offnet.data.records import VideoRecord
+from offnet.data.records import SplitData, VideoRecord
 
 __all__ = ["DATASETS", "SUBSETS", "SplitData", "load_split", "load_folder"]
 
@@ -33,19 +32,6 @@ log = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list")
 SUBSETS: tuple[str, ...] = ("train", "test")
-
-
-@dataclass(frozen=True)
-class SplitData:
-    """The videos of one subset of one split, with the dataset's class names.
-
-    ``records[i].label`` indexes ``class_names``. ``base`` is the folder the records' paths live under
-    (the video folder, or ``frames_root``): list files written for this split are relative to it.
-    """
-
-    records: list[VideoRecord]
-    class_names: list[str]
-    base: Path
 
 
 def load_split(

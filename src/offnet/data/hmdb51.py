@@ -15,9 +15,8 @@ import os
 import re
 from pathlib import Path
 
-from offnet.data.datasets import SplitData
 from offnet.data.listfile import LineErrors, frames_dir_for, read_lines, resolve_inside
-from offnet.data.records import VideoRecord
+from offnet.data.records import SplitData, VideoRecord
 
 __all__ = ["HMDB51_SPLITS", "find_hmdb51_layout", "load_hmdb51"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["VideoRecord"]
+__all__ = ["VideoRecord", "SplitData"]
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,16 @@ class VideoRecord:
     @property
     def name(self) -> str:
         return self.path.stem if not self.path.is_dir() else self.path.name
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """The videos of one subset of one split, with the dataset's class names.
+
+    ``records[i].label`` indexes ``class_names``. ``base`` is the folder the records' paths live under
+    (the video folder, or ``frames_root``): list files written for this split are relative to it.
+    """
+
+    records: list[VideoRecord]
+    class_names: list[str]
+    base: Path

@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from offnet.data.datasets import SplitData
 from offnet.data.listfile import LineErrors, frames_dir_for, read_class_file, read_lines, resolve_inside
-from offnet.data.records import VideoRecord
+from offnet.data.records import SplitData, VideoRecord
 
 __all__ = ["UCF101_SPLITS", "find_ucf101_layout", "load_ucf101"]
 

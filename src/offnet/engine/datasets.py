@@ -11,10 +11,12 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from ..config import Config
 from ..data.records import VideoRecord
@@ -22,13 +24,27 @@ from ..modalities import get_modality
 
 if TYPE_CHECKING:
     from ..models import InputSpec
-    from .trainer import TrainData
 
-__all__ = ["split_train_val", "load_train_records", "build_train_data"]
+__all__ = ["TrainData", "split_train_val", "load_train_records", "build_train_data", "LeadingSegments"]
 
 log = logging.getLogger(__name__)
 
 _GROUP = re.compile(r"_g(\d+)_c\d+$")  # UCF-101 / synthetic names: v_<Class>_g<group>_c<clip>
+
+
+@dataclass
+class TrainData:
+    """What the loop trains and validates on.
+
+    ``train`` / ``val`` yield ``(clip (T, C, H, W), label)``; ``names`` maps a training index to a video
+    name for error messages (``None``: indices are reported instead). Objects with ``set_epoch(e)`` get
+    it called at the start of every epoch (augmentation reseeding).
+    """
+
+    train: Dataset
+    val: Dataset | None
+    class_names: list[str]
+    names: list[str] | None = None
 
 
 def _group_key(record: VideoRecord) -> str:
@@ -136,7 +152,6 @@ def build_train_data(
     from ..data.clips import ClipDataset
     from ..data.sampling import make_sampler
     from ..data.transforms import build_transform
-    from .trainer import TrainData
 
     d = config.data
     modality = get_modality(config.model.modality)

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, StageConfig
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from .datasets import build_train_data, load_train_records
+from .datasets import TrainData, build_train_data, load_train_records
 from .distributed import DistContext, ResumableBatchSampler, all_reduce_sum, init_distributed
 from .schedule import LRSchedule
 from .stages import (
@@ -49,21 +49,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the stage, step and videos."""
-
-
-@dataclass
-class TrainData:
-    """What the loop trains and validates on.
-
-    ``train`` / ``val`` yield ``(clip (T, C, H, W), label)``; ``names`` maps a training index to a video
-    name for error messages (``None``: indices are reported instead). Objects with ``set_epoch(e)`` get
-    it called at the start of every epoch (augmentation reseeding).
-    """
-
-    train: Dataset
-    val: Dataset | None
-    class_names: list[str]
-    names: list[str] | None = None
 
 
 @dataclass

@@ -273,9 +273,8 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
 def _run_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: DemoSettings, methods: tuple[str, ...],
                    say: Callable[[str], None], progress: bool, wall0: float) -> dict[str, Any]:
     """Train, test and time every method on one dataset; returns its ``results.json`` entry."""
-    from ..cli import main as cli_main
-    from ..engine.evaluate import load_eval
     from ..engine.metrics import compute_metrics
+    from ..engine.scoring import score_checkpoint
     from ..engine.trainer import train
     from .recipe import probe_dataset
 
@@ -315,14 +314,12 @@ def _run_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: DemoSett
         train_clips_per_s[method] = result.clips_per_s
         ckpt = result.checkpoints[stages[-1]]
         checkpoints[method] = str(ckpt)
-        test_dir = run_dir / "test"
         say(f"[{i}/{len(plan)}] {method}: test ({s.test_segments} segments)")
-        args = ["test", str(ckpt), "--out", str(test_dir)] + ([] if progress else ["--no-progress"])
-        if modality == "flow":
-            args += ["--frames-root", str(flow_root)]
-        if cli_main(args) != 0:
-            raise RuntimeError(f"testing {method} failed; see the messages above")
-        evals[method] = load_eval(test_dir)
+        scored = score_checkpoint(ckpt, out=run_dir / "test", progress=progress,
+                                  frames_root=str(flow_root) if modality == "flow" else None)
+        evals[method] = scored.result
+        ev = scored.result
+        say(f"[{i}/{len(plan)}] {method}: top-1 {np.mean(ev.scores[ev.final_level].argmax(1) == ev.labels):.1%}")
 
     for method, ev in evals.items():
         level = ev.final_level

@@ -1,0 +1,115 @@
+"""Score a trained run on its dataset with the test protocol: the library behind ``offnet test``.
+
+:func:`score_checkpoint` finds the checkpoint of a run, rebuilds its model, reads the split the run was
+trained on (or the training videos it held out for validation), scores them with
+:func:`offnet.engine.evaluate.evaluate` and writes ``scores.npz``, ``metrics.json`` and
+``confusion.png``. The CLI only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ScoredRun", "score_checkpoint", "run_dir_of"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """What :func:`score_checkpoint` scored and wrote."""
+
+    result: Any  # EvalResult
+    checkpoint: Path
+    out: Path
+    paths: dict[str, Path]
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint file lives in (``RUN/stageN/best.pt`` → ``RUN``)."""
+    parent = checkpoint.parent
+    return parent.parent if re.fullmatch(r"stage\d+", parent.name) else parent
+
+
+def _load_records(data: dict[str, Any], *, subset: str, split: int, root: str, frames_root: str | None,
+                  seed: int) -> tuple[list[Any], list[str]]:
+    """Records and class names of the test split, or of the held-out validation part of the train split."""
+    from ..data.datasets import load_split
+    from .datasets import split_train_val
+
+    dataset = data.get("dataset", "ucf101")
+    layout = "ucf101" if dataset == "synth" else dataset  # the synthetic benchmarks use the UCF-101 layout
+    list_key = "test_list" if subset == "test" else "train_list"
+    split_data = load_split(
+        layout, root, split=split, subset="test" if subset == "test" else "train",
+        list_file=data.get(list_key), class_file=data.get("class_file"), frames_root=frames_root,
+    )
+    records = list(split_data.records)
+    if subset == "val":
+        fraction = float(data.get("val_fraction") or 0.0)
+        if fraction <= 0:
+            raise ValueError(
+                "the run has data.val_fraction=0: no training videos were held out, so there is no "
+                "validation subset to score; use --subset test, or train with data.val_fraction > 0"
+            )
+        _, records = split_train_val(records, fraction=fraction, seed=seed)  # the trainer's own hold-out
+    return records, list(split_data.class_names)
+
+
+def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int | None = None,
+                     data_root: str | None = None, frames_root: str | None = None, segments: int | None = None,
+                     crops: int = 1, crop_agg: str = "max", out: str | Path | None = None, batch_size: int = 1,
+                     workers: int = 2, device: str = "auto", chunk_images: int = 256, on_bad_video: str = "fail",
+                     progress: bool = True) -> ScoredRun:
+    """Score ``checkpoint`` (a run directory or a ``.pt`` file) and write its results into ``out``.
+
+    Defaults come from the run's config: its data root, split, test segments, input size and resize.
+    ``out`` defaults to ``RUN/<subset>-split<N>``.
+    """
+    from .checkpoint import build_model_from_checkpoint, find_checkpoint
+    from .evaluate import evaluate, save_eval
+
+    if subset not in ("test", "val"):
+        raise ValueError(f"subset must be 'test' or 'val', got {subset!r}")
+    path = find_checkpoint(checkpoint)
+    model, payload = build_model_from_checkpoint(path)
+    config = payload.get("config") or {}
+    data = dict(config.get("data") or {})
+    root = data_root or data.get("root")
+    if not root:
+        raise ValueError(f"{path}: the run config names no data.root; pass --data-root DIR")
+    split = split if split is not None else int(data.get("split") or 1)
+    frames_root = frames_root or data.get("frames_root")
+    records, class_names = _load_records(data, subset=subset, split=split, root=root, frames_root=frames_root,
+                                         seed=int(config.get("seed", 0)))
+    trained_classes = list(payload.get("class_names") or [])
+    if trained_classes and trained_classes != class_names:
+        raise ValueError(
+            f"the {subset} split at {root} has {len(class_names)} classes {class_names[:3]}…, but the "
+            f"model was trained on {len(trained_classes)} classes {trained_classes[:3]}…; score the "
+            "dataset the model was trained on (check --data-root)"
+        )
+    if not records:
+        raise ValueError(f"the {subset} subset of split {split} at {root} holds no videos")
+    modality = model.modality.name
+    segments = segments or int(data.get("test_segments") or 25)
+    size = int(data.get("size") or model.input_spec.size)
+    log.info("scoring %d %s videos of split %d (%s) with %s: %d segments x %d crops, %s, %dpx",
+             len(records), subset, split, root, path, segments, crops, modality, size)
+    result = evaluate(
+        model, records, class_names, modality=modality, segments=segments, crops=crops, size=size,
+        sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
+        num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
+        resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)), on_bad_video=on_bad_video,
+    )
+    result.meta.update({
+        "dataset": data.get("dataset"), "root": str(root), "split": split, "subset": subset,
+        "checkpoint": str(path), "stage": payload.get("stage"), "step": payload.get("step"),
+        "sampler": data.get("sampler", "off"),
+    })
+    out = Path(out) if out else run_dir_of(path) / f"{subset}-split{split}"
+    return ScoredRun(result=result, checkpoint=path, out=out, paths=save_eval(result, out))
