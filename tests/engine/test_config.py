@@ -97,7 +97,9 @@ def test_configs_are_shipped():
     names = {p.stem for p in CONFIGS}
     for required in ("off_bninception_ucf101_rgb", "off_bninception_ucf101_flow", "off_bninception_hmdb51_rgb",
                      "tsn_bninception_ucf101_rgb", "hypnet_bninception_ucf101_rgb", "off_bninception_ucf101_rawoff",
-                     "off_tiny_synth_rgb", "tsn_tiny_synth_rgb"):
+                     "off_tiny_synth_rgb", "tsn_tiny_synth_rgb", "off_bninception_ucf101_rgbdiff",
+                     "tsn_bninception_ucf101_rgbdiff", "off_bninception_hmdb51_rgbdiff", "off_tiny_motion_rgb",
+                     "tsn_tiny_motion_rgb", "hypnet_tiny_motion_rgb", "off_tiny_motion_rawoff"):
         assert required in names
 
 
