@@ -177,7 +177,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # stage 1: TSN backbone (spec 6.1); stage 2: OFF sub-network, paper multistep (6.3); stage 3: fine-tune
+    # stage 1: TSN backbone; stage 2: OFF sub-network, paper multistep; stage 3: fine-tune
     stage1: StageConfig = field(
         default_factory=lambda: StageConfig(lr=0.001, iterations=4500, milestones=[2000, 4000])
     )

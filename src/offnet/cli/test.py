@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "test",
         help="score a trained model on the test split (25 segments x 1/3/10 crops)",
         description="Rebuild the model of a checkpoint (or the final stage of a run directory), score the "
-        "test split named in its config with the paper's protocol (off_spec.md 7.1: 25 segments, "
+        "test split named in its config with the paper's protocol (25 segments, "
         "max over crops, mean over segments), print top-1/top-5/mean class accuracy per level and write "
         "scores.npz, metrics.json and confusion.png.",
     )
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Weighted sum of video scores from scores.npz files of `offnet test`, matched by video "
         "name. Default: the plain sum of each file's backbone and final level (paper). Streams are the "
         "selected levels of each file, in file order.",
-        epilog="presets (authors' hand-tuned weights, tuned on test data; off_spec.md 7.2):\n"
+        epilog="presets (authors' hand-tuned weights, tuned on test data):\n"
         + "\n".join(f"  {name}: {preset.description}" for name, preset in PRESETS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""Pure tensor functions for group (clip-level) augmentation, the TSN / OFF way (off_spec.md §5).
+"""Pure tensor functions for group (clip-level) augmentation, the TSN / OFF way.
 
 A clip is a tensor ``(N, C, H, W)``: N frames (all segments' frames in order), C = 3 for colour frames
 or 2 for flow (x, y). Multi-crop functions add a leading crop axis: ``(K, N, C, h, w)``. Every function

@@ -1,4 +1,4 @@
-"""Which frames of a video a clip is made of: segment sampling for TSN and OFF (off_spec.md §4).
+"""Which frames of a video a clip is made of: segment sampling for TSN and OFF.
 
 Every scheme is a pure function of the frame count ``L`` (``num_frames``), its settings and, for training,
 a ``numpy.random.Generator``. It returns **0-based start offsets**, one per segment; :func:`expand_offsets`
@@ -22,7 +22,7 @@ Schemes (``make_sampler`` name):
     ``p + k·interval`` with ``p`` uniform in ``{0 … L - n - (α-1)·interval}``; test: ``β`` segments with the
     same interval, centred. A zero interval (``L < β``) would give ``α`` identical segments and a zero
     temporal difference, so the interval is at least 1.
-``"off_code"`` (the authors' Caffe data layer, §4.2/4.3)
+``"off_code"`` (the authors' Caffe data layer)
     ``K = β`` slots of width ``d = ⌊(L - n)/(K-1)⌋``. Train: 7 (``α``) consecutive slots from a random slot
     ``s ∈ {0 … K-α-2}`` (the code's off-by-one is kept), each start jittered independently inside its slot
     (``rand() mod (d-n+1)`` when ``d > n``, else 1), capped at ``L - n``. Test: ``min(1 + i·d, L - n)``.

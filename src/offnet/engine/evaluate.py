@@ -1,6 +1,6 @@
 """The paper's test protocol: many segments and crops per video, per-level video scores, saved results.
 
-Protocol (off_spec.md §7.1, the authors' ``tools/test.py``): each test video is sampled at 25 segments
+Protocol (the authors' ``tools/test.py``): each test video is sampled at 25 segments
 (frames per segment from the modality: 1 RGB, 5 flow/Raw OFF, 6 RGB-diff), each frame is cut into 1, 3
 or 10 crops, and every level of the model gives raw logits per segment (backbone level) or per pair of
 consecutive segments (OFF levels). For each level the logits are

@@ -7,7 +7,7 @@ scores, optionally after a softmax per stream (``softmax=True``):
     fused = sum_s  w_s * (softmax(scores_s) if softmax else scores_s)        # (N, K)
 
 The paper sums the scores (Sec. 4.3; weights all 1, :data:`PLAIN_SUM`). The authors' code used hand-tuned
-weights over raw logits, tuned *on the test split* (off_spec.md §7.2); they are kept as documented
+weights over raw logits, tuned *on the test split*; they are kept as documented
 :data:`PRESETS` to reproduce the released numbers, not as a method. :func:`search_weights` tunes weights
 on *validation* scores (a held-out part of the training split) only and refuses files whose recorded
 subset is ``test``.
@@ -80,7 +80,7 @@ class FusionPreset:
         return tuple(dict.fromkeys(m for m, _, _ in self.parts))
 
 
-# The authors' ensemble weights (off_spec.md §7.2, tools/ensemble_test.py at commit 787e7fe), tuned by
+# The authors' ensemble weights (tools/ensemble_test.py at commit 787e7fe), tuned by
 # hand on UCF-101 split 1 test scores; they multiply crop-maxed, segment-averaged raw logits.
 PRESETS: dict[str, FusionPreset] = {
     p.name: p

@@ -2,8 +2,7 @@
 
 All functions take numpy arrays: ``scores`` of shape ``(N, K)`` (one row of logits or probabilities per
 video, ``K`` classes) and integer ``labels`` of shape ``(N,)``. OFF and TSN report the *mean class
-accuracy* (the mean of the per-class recalls); offnet reports it next to the overall top-1 (off_spec.md,
-decisions table, "metric").
+accuracy* (the mean of the per-class recalls); offnet reports it next to the overall top-1.
 
 Ties are broken towards the lower class index, as :func:`numpy.argmax` does, so top-1 of
 :func:`topk_accuracy` and the prediction of :func:`confusion_matrix` always agree.

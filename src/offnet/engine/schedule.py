@@ -4,7 +4,7 @@
 parameter group then uses ``base × lr_mult``.
 
 * ``multistep`` (paper, Sec. 5.1): ``lr · gamma^k`` where ``k`` = number of milestones ``<= step``.
-* ``cosine`` (authors' Caffe solver, spec §6.2): warm restarts of equal length
+* ``cosine`` (the authors' Caffe solver): warm restarts of equal length
   ``cycle = ceil(total / num_cycles)``; ``lr · ½ · (1 + cos(π · (step mod cycle) / cycle))``.
 * ``constant``.
 

@@ -1,6 +1,6 @@
 """The paper's three training stages: where each lives, where it starts from, and what it optimises.
 
-Paper Sec. 4.3 / spec §6: stage 1 trains the feature-generation network (TSN backbone and its head),
+Paper Sec. 4.3: stage 1 trains the feature-generation network (TSN backbone and its head),
 stage 2 trains the OFF sub-network on the frozen backbone, stage 3 fine-tunes everything at a small
 learning rate. One run directory holds them all::
 

@@ -49,7 +49,7 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
             state dict). Non-RGB modalities get TSN's cross-modality init of the first convolution.
         dropout: before every classifier (0.8 in the paper).
         spatial_mode: OFF operator mode, ``paper`` (Sobel x/y on the reduced feature) or ``official``.
-        replicate_official_misalignment: reproduce the authors' training-time pairing bug (spec §8.1).
+        replicate_official_misalignment: reproduce the authors' training-time pairing bug.
         reduce_channels: channels of the per-tap 1×1 reduction (default 128; 32 for ``tiny``).
         subnet_width: width multiplier of the OFF sub-network (default 1; 0.25 for ``tiny``).
         subnet_norm: BatchNorm after each sub-network unit's transition conv (not in the paper; for

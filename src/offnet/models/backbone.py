@@ -4,7 +4,7 @@ A backbone maps a batch of images ``(N, C, H, W)`` to
 
 * a dict of *tapped* feature maps, grouped by scale: ``tap_names[28]`` are the taps at stride 8
   (28×28 for a 224 px input), ``tap_names[14]`` at stride 16 and ``tap_names[7]`` at stride 32 — the
-  three scales of the OFF sub-network (paper Sec. 4.1, spec §1.3);
+  three scales of the OFF sub-network (paper Sec. 4.1);
 * the final feature map ``(N, feature_dim, h, w)`` that the TSN head pools and classifies.
 """
 
@@ -50,7 +50,7 @@ IMAGENET_SPEC = InputSpec(
     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), bgr=False, scale255=False,
     flow_mean=0.5, flow_std=0.226,
 )
-#: Caffe BN-Inception weights (TSN / OFF): BGR in 0–255, mean [104, 117, 123], no std (spec §5, §8.13).
+#: Caffe BN-Inception weights (TSN / OFF): BGR in 0–255, mean [104, 117, 123], no std.
 CAFFE_BGR_SPEC = InputSpec(
     mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), bgr=True, scale255=True, flow_mean=128.0, flow_std=1.0
 )

@@ -54,7 +54,7 @@ INCEPTION_MODULES: tuple[_Module, ...] = (
 
 class BNInception(Backbone):
     """``(N, C, 224, 224)`` → taps ``inception_{3a,3b}`` @28, ``inception_{3c,4a,4b,4c,4d}`` @14,
-    ``inception_{5a,5b}`` @7, and the final ``(N, 1024, 7, 7)`` map (spec §1.3)."""
+    ``inception_{5a,5b}`` @7, and the final ``(N, 1024, 7, 7)`` map."""
 
     def __init__(self, *, in_channels: int = 3) -> None:
         super().__init__()

@@ -5,7 +5,7 @@
             consecutive segment pair, three units, one head per unit; consensus over the T−1 pairs.
 ``hypnet``  the paper's hypercolumn ablation (Sec. 5.2, Table 3): the same sub-network fed the
             1×1-reduced ReLU features of each segment, without spatial gradients or temporal difference;
-            consensus over the T segments (spec §9.1).
+            consensus over the T segments.
 
 All take ``x (B, T, C, H, W)`` and return ``{level: (B, num_classes)}`` logits after consensus, in
 training and eval mode alike. Levels: the backbone head is named after the modality (``rgb``,
@@ -32,7 +32,7 @@ ARCHS = ("tsn", "off", "hypnet")
 
 
 def _consensus(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Average consensus over segments / pairs: ``(B, S, K)`` → ``(B, K)`` (spec §3, Eq. 8)."""
+    """Average consensus over segments / pairs: ``(B, S, K)`` → ``(B, K)`` (Eq. 8)."""
     return {k: v.mean(dim=1) for k, v in scores.items()}
 
 
@@ -72,7 +72,7 @@ class ActionRecognizer(nn.Module):
                 if arch == "off":
                     op: nn.Module = OFFOperator(
                         in_channels=c, reduce_channels=r, mode=spatial_mode,
-                        # the authors' flow / RGB-diff OFF nets drop the spatial part (spec §1.2, §8.4)
+                        # the authors' flow / RGB-diff OFF nets drop the spatial part
                         spatial=not (spatial_mode == "official" and modality in ("flow", "rgbdiff")),
                         replicate_official_misalignment=replicate_official_misalignment,
                     )
@@ -113,7 +113,7 @@ class ActionRecognizer(nn.Module):
         """``x (B, T, C, H, W)`` → ``{level: (B, K)}``; with ``consensus=False`` the per-segment
         (backbone level, ``(B, T, K)``) and per-pair / per-segment (sub-network, ``(B, T−1, K)`` for OFF,
         ``(B, T, K)`` for Hyp-Net) logits before averaging, which the test protocol needs to aggregate
-        crops first (spec §7.1)."""
+        crops first."""
         if x.dim() != 5:
             raise ValueError(f"expected input (B, T, C, H, W), got shape {tuple(x.shape)}")
         b, t, c, h, w = x.shape
@@ -152,7 +152,7 @@ class ActionRecognizer(nn.Module):
         return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def set_stage(self, stage: int, *, partial_bn: bool = True, partial_bn_train_conv1: bool = False) -> None:
-        """Configure what trains (paper Sec. 4.3 / spec §6).
+        """Configure what trains (paper Sec. 4.3).
 
         1: backbone and its head (TSN); 2: backbone and its head frozen, every backbone BN in eval mode
         (conv1's BN keeps batch statistics with ``partial_bn_train_conv1``), the OFF sub-network trains;

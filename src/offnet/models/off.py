@@ -5,12 +5,12 @@ For a feature sequence ``f_1 … f_T`` the operator yields, for every consecutiv
     OFF_t = [ F_x(f_t), F_y(f_t), f_{t+1} − f_t ]
 
 where ``F_x``/``F_y`` are fixed per-channel Sobel filters taken on the *earlier* feature of the pair
-(spec §8.3). Two modes (spec decisions table, §1.1–1.2):
+(as the authors' code). Two modes:
 
 ``paper`` (default)
     a learned 1×1 conv + ReLU reduces the tap to ``reduce_channels`` (128) → ``g``; the output is
     ``[Sobel_x(g_t)/8, Sobel_y(g_t)/8, g_{t+1} − g_t]``: ``3 × reduce_channels`` channels. Two choices
-    the paper leaves open are made here (spec decisions, our departures): the Sobel responses are
+    the paper leaves open are made here (our departures): the Sobel responses are
     divided by 8, their gain on a ramp, so all three parts are derivatives in the same units (raw Sobel
     outweighs the temporal difference 10–20× on small motions and the sub-network first learns to ignore
     it); and the map border is replicate-padded, since zero padding turns the reduced feature's positive
@@ -21,7 +21,7 @@ where ``F_x``/``F_y`` are fixed per-channel Sobel filters taken on the *earlier*
     (x plus y central differences), then dropout 0.8: ``32 + reduce_channels`` channels (160).
 
 ``spatial=False`` keeps only the temporal difference (the code's flow / RGB-diff OFF nets).
-``replicate_official_misalignment`` reproduces the code's training-time bug (spec §8.1): the spatial
+``replicate_official_misalignment`` reproduces the code's training-time bug: the spatial
 part of pair ``j`` is taken from row ``j`` of the flat video-major batch instead of frame t of the
 same video. For exact-reproduction ablations only; it acts in training mode only, since the authors'
 test is aligned (and at test time crops of one video share a forward pass).
@@ -43,7 +43,7 @@ __all__ = ["OFFOperator", "sobel_xy", "central_difference", "temporal_difference
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-#: The authors' "sobel" filler: x plus y central differences, no smoothing (spec §1.2).
+#: The authors' "sobel" filler: x plus y central differences, no smoothing.
 OFFICIAL_KERNEL = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 

@@ -1,7 +1,7 @@
 """ResNet-18 and ResNet-50 (He et al. 2016) with torchvision's parameter names.
 
 A torchvision ImageNet checkpoint (``resnet18-*.pth`` …) therefore loads as is (its ``fc`` keys are
-reported as unexpected: offnet's heads live outside the backbone). Taps (spec decision: the last block
+reported as unexpected: offnet's heads live outside the backbone). Taps (our decision: the last block
 outputs of each stage, in order): ResNet-18 uses every block of ``layer2``/``layer3``/``layer4``;
 ResNet-50 uses ``layer2.{2,3}``, ``layer3.{1..5}`` and ``layer4.{1,2}`` — two / five / two taps, the
 same grouping as BN-Inception's 3a–3b / 3c–4d / 5a–5b.

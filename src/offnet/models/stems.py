@@ -1,6 +1,6 @@
 """Fixed, parameter-free input stems that turn stacked frames into the network's input modality.
 
-``rgbdiff`` (the authors' code, spec §9.2): 6 frames ``(N, 18, H, W)`` → 5 consecutive differences
+``rgbdiff`` (the authors' code): 6 frames ``(N, 18, H, W)`` → 5 consecutive differences
 ``(N, 15, H, W)``, channel layout ``[f2−f1 (3), f3−f2 (3), …, f6−f5 (3)]``.
 
 ``rawoff`` (the paper's Raw OFF, Sec. 3 and 5.2, OFF with f = identity on pixels): 5 frames

@@ -1,6 +1,6 @@
 """The OFF sub-network: three units of residual bottleneck blocks at the 28/14/7 scales, plus heads.
 
-Layer plan (spec §2; widths for ``width = 1``; every conv has a bias, there is no BatchNorm):
+Layer plan (widths for ``width = 1``; every conv has a bias, there is no BatchNorm):
 
 ======  ==============================================  =====================  ==============
 unit    input (P = channels per tap)                    transition             blocks → output
@@ -11,13 +11,13 @@ unit    input (P = channels per tap)                    transition             b
 ======  ==============================================  =====================  ==============
 
 The first block of each unit has a 1×1 projection shortcut. Two quirks of the authors' network are
-kept (spec §8.8): block 14b ends with a 3×3 conv instead of 1×1, and unit 7 has no ReLU after its add.
+kept: block 14b ends with a 3×3 conv instead of 1×1, and unit 7 has no ReLU after its add.
 ``block14b_kernel=1`` drops the first quirk: with an adaptive optimiser (AdamW at 1e-3, the CPU recipe)
 the 3×3 conv's nine-fold fan-in makes its updates nine times larger and unit 14 dies within a few
 hundred steps (its positive activations fall from half to a tenth, and its head predicts one class).
 ``norm=True`` adds a BatchNorm after each unit's transition conv, for sub-networks trained from scratch
 together with a from-scratch backbone.
-Heads (spec §3): unit 28 max-pools 3×3/2 (ceil mode) first; every head then global-average-pools,
+Heads: unit 28 max-pools 3×3/2 (ceil mode) first; every head then global-average-pools,
 applies dropout and a linear classifier.
 """
 
@@ -34,7 +34,7 @@ __all__ = ["Bottleneck", "OFFUnit", "LevelHead", "OFFSubnet", "init_msra"]
 
 
 def init_msra(module: nn.Module, *, bias: float = 0.2) -> None:
-    """Caffe "msra" init (He normal, fan-in) and constant bias, as the authors' OFF layers (spec §1.2)."""
+    """Caffe "msra" init (He normal, fan-in) and constant bias, as the authors' OFF layers."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
@@ -90,7 +90,7 @@ class OFFUnit(nn.Module):
 
 
 class LevelHead(nn.Module):
-    """Pool → dropout → linear: ``(N, C, H, W)`` → ``(N, num_classes)`` (spec §3)."""
+    """Pool → dropout → linear: ``(N, C, H, W)`` → ``(N, num_classes)``."""
 
     def __init__(self, *, in_channels: int, num_classes: int, dropout: float, pre_maxpool: bool = False) -> None:
         super().__init__()
@@ -100,7 +100,7 @@ class LevelHead(nn.Module):
         self.reset(num_classes)
 
     def reset(self, num_classes: int) -> None:
-        """A new classifier for ``num_classes`` classes, Gaussian std 0.001, zero bias (spec §3)."""
+        """A new classifier for ``num_classes`` classes, Gaussian std 0.001, zero bias."""
         fc = nn.Linear(self.fc.in_features, num_classes).to(self.fc.weight.device)
         nn.init.normal_(fc.weight, std=0.001)
         nn.init.zeros_(fc.bias)
@@ -164,7 +164,7 @@ class OFFSubnet(nn.Module):
                 if prev.shape[-2:] != size:
                     # Odd input sizes can leave the unit one pixel off the backbone's grid.
                     prev = F.adaptive_avg_pool2d(prev, size)
-                feats.append(prev)  # taps first, lower unit last (spec §2)
+                feats.append(prev)  # taps first, lower unit last
             prev = self.units[str(scale)](torch.cat(feats, dim=1))
             out[f"{self.prefix}{scale}"] = self.heads[str(scale)](prev)
         return out
