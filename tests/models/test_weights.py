@@ -87,3 +87,41 @@ def test_head_mismatch_can_be_skipped_for_finetuning():
         load_state_dict_checked(dst, src.state_dict())
     missing, _ = load_state_dict_checked(dst, src.state_dict(), strict_shapes=False)
     assert missing == ["heads.rgb.fc.bias", "heads.rgb.fc.weight"]
+
+
+def _pretrainedmodels_bninception_keys() -> list[str]:
+    """The key names of the ``pretrainedmodels`` BN-Inception ImageNet file (tsn-pytorch, TSM and forks):
+    Caffe layer names, ``<conv>.weight/bias`` and ``<conv>_bn.weight/bias/running_mean/running_var`` (no
+    ``num_batches_tracked``: the file predates it), and ``last_linear`` for the ImageNet classifier."""
+    convs = ["conv1_7x7_s2", "conv2_3x3_reduce", "conv2_3x3"]
+    for block in ("3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
+        reducing = block in ("3c", "4e")  # stride-2 modules: no 1x1 branch, max-pool without projection
+        branches = ([] if reducing else ["1x1"]) + ["3x3_reduce", "3x3", "double_3x3_reduce", "double_3x3_1",
+                                                    "double_3x3_2"] + ([] if reducing else ["pool_proj"])
+        convs += [f"inception_{block}_{b}" for b in branches]
+    keys = []
+    for conv in convs:
+        keys += [f"{conv}.weight", f"{conv}.bias"]
+        keys += [f"{conv}_bn.{p}" for p in ("weight", "bias", "running_mean", "running_var")]
+    return keys + ["last_linear.weight", "last_linear.bias"]
+
+
+def test_pretrainedmodels_bninception_file_loads_as_it_is(tmp_path, caplog):
+    from offnet.models.bninception import bninception
+
+    net = bninception()
+    own = net.state_dict()
+    keys = _pretrainedmodels_bninception_keys()
+    assert len(keys) == 6 * 69 + 2
+    torch.manual_seed(0)
+    sd = {k: torch.randn(own[k].shape) for k in keys if k in own}
+    assert len(sd) == len(keys) - 2, sorted(set(keys) - set(own))  # every layer name exists in offnet
+    sd["last_linear.weight"], sd["last_linear.bias"] = torch.randn(1000, 1024), torch.randn(1000)
+    path = tmp_path / "bn_inception-239d2248.pth"
+    torch.save(sd, path)
+    caplog.set_level(logging.INFO, logger="offnet")
+    model = offnet.create_model("off", num_classes=5, backbone="bninception", pretrained=path)
+    assert torch.equal(model.backbone.inception_5b_pool_proj.weight, sd["inception_5b_pool_proj.weight"])
+    assert torch.equal(model.backbone.conv1_7x7_s2_bn.running_var, sd["conv1_7x7_s2_bn.running_var"])
+    assert "missing" not in caplog.text  # num_batches_tracked is not a weight: its absence is no loss
+    assert "last_linear.weight" in caplog.text  # reported as not used by the backbone
