@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth import check_cached, write_ucf_layout
-from .textures import texture_bank
+from .synth import write_ucf_layout
+from .textures import TEXTURE_NAMES, texture_bank
 
 __all__ = ["MOTION_PAIRS", "MOTION_CLASSES", "MOTION_DEFAULT_CLASSES", "MOTION_FORMAT_VERSION",
            "render_motion_clip", "write_motion_dataset"]
@@ -223,9 +223,6 @@ def write_motion_dataset(root: str | Path, *, classes: Sequence[str] | None = No
         "num_frames": num_frames, "speed": [float(x) for x in speed], "turn": [float(x) for x in turn],
         "zoom": [float(x) for x in zoom], "test_fraction": test_fraction,
     }
-    if check_cached(root, params):
-        return root
-
     def render(name: str, group: int, clip: int) -> np.ndarray:
         class_id = MOTION_CLASSES.index(name)
         rng = np.random.default_rng([seed, class_id, group, clip, 11])
@@ -234,7 +231,7 @@ def write_motion_dataset(root: str | Path, *, classes: Sequence[str] | None = No
                                   speed=speed, turn=turn, zoom=zoom, background_rng=bg_rng)
 
     meta = {"codec": "mpeg4 inter-frame (keyframe every 12 frames) in avi",
-            "textures": list(texture_bank().names)}
+            "textures": list(TEXTURE_NAMES)}
     return write_ucf_layout(root, params=params, classes=chosen, videos_per_class=videos_per_class,
                             test_fraction=test_fraction, render=render, coding="inter", meta=meta,
                             progress=progress)

