@@ -22,6 +22,16 @@ def test_print_config_resolves_overrides_in_any_position(capsys, tmp_path):
     assert printed["model"]["name"] == "off" and printed["stage1"]["iterations"] == 400
 
 
+def test_print_config_shows_a_tsn_stage_one_and_off_stages_two_and_three(capsys):
+    paper = CONFIG.with_name("off_bninception_ucf101_rgb.yaml")
+    assert main(["train", str(paper), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["stage1"]["sampler"] == "tsn"  # still valid YAML
+    assert "#   stage 1: sampler tsn, 3 segments (test 25), batch 32 x 8 accumulation, gradient clip 40" in out
+    for stage in (2, 3):
+        assert f"#   stage {stage}: sampler off, 7 segments (test 25), batch 16 x 8 accumulation" in out
+
+
 def test_user_errors_are_one_line_messages(capsys, tmp_path):
     assert main(["train", str(CONFIG), "optim.lrr=1", "--print-config"]) == 1
     assert "unknown key optim.lrr" in capsys.readouterr().err

@@ -29,6 +29,7 @@ __all__ = [
     "DataConfig",
     "OptimConfig",
     "StageConfig",
+    "StageSettings",
     "TrainConfig",
     "Config",
     "load_config",
@@ -147,6 +148,14 @@ class StageConfig:
     warmup_iters: int = 0  # linear warm-up from lr * warmup_factor over this many steps
     warmup_factor: float = 0.1  # starting fraction of lr during warm-up
     loss_weights: dict[str, float] = field(default_factory=dict)  # per level, default 1.0
+    # This stage's clips and steps; None = the run's value (data.sampler, data.num_segments, train.batch_size,
+    # train.accum_steps, optim.clip_grad_norm). The paper's OFF runs train stage 1 as TSN (3 segments over
+    # the whole video, its batch and clipping) and stages 2-3 with the OFF sampler.
+    sampler: str | None = None  # tsn | off | off_code
+    num_segments: int | None = None  # segments per training clip
+    batch_size: int | None = None  # clips per micro-batch per process
+    accum_steps: int | None = None  # micro-batches per optimiser step
+    clip_grad_norm: float | None = None  # global L2 norm clip; 0 = no clipping in this stage
 
 
 @dataclass
@@ -164,6 +173,25 @@ class TrainConfig:
     resume: bool = False  # continue from RUN/stage*/last.pt
     tensorboard: bool = True  # write TensorBoard scalars under RUN/tb
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What one stage trains on, resolved from its ``stageN`` section and the run's defaults."""
+
+    stage: int
+    sampler: str
+    num_segments: int
+    test_segments: int
+    batch_size: int
+    accum_steps: int
+    clip_grad_norm: float | None  # None: no clipping
+
+    def describe(self) -> str:
+        clip = "off" if self.clip_grad_norm is None else f"{self.clip_grad_norm:g}"
+        return (f"stage {self.stage}: sampler {self.sampler}, {self.num_segments} segments "
+                f"(test {self.test_segments}), batch {self.batch_size} x {self.accum_steps} accumulation, "
+                f"gradient clip {clip}")
 
 
 @dataclass
@@ -193,6 +221,24 @@ class Config:
         if number not in (1, 2, 3):
             raise ValueError(f"stage {number!r} does not exist; stages are 1, 2 and 3")
         return getattr(self, f"stage{number}")
+
+    def stage_settings(self, number: int) -> StageSettings:
+        """Sampler, segments, batch and clipping of stage ``number``: its own values, else the run's."""
+        stage = self.stage(number)
+        clip = self.optim.clip_grad_norm if stage.clip_grad_norm is None else stage.clip_grad_norm
+        return StageSettings(
+            stage=number,
+            sampler=stage.sampler if stage.sampler is not None else self.data.sampler,
+            num_segments=stage.num_segments if stage.num_segments is not None else self.data.num_segments,
+            test_segments=self.data.test_segments,
+            batch_size=stage.batch_size if stage.batch_size is not None else self.train.batch_size,
+            accum_steps=stage.accum_steps if stage.accum_steps is not None else self.train.accum_steps,
+            clip_grad_norm=clip if clip else None,
+        )
+
+    def describe_stages(self) -> str:
+        """One line per planned stage with its resolved data and step settings."""
+        return "\n".join(self.stage_settings(number).describe() for number in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain nested dict (only str/int/float/bool/None/list/dict)."""
@@ -225,6 +271,8 @@ class Config:
         ]
         for number in (1, 2, 3):
             checks.append((f"stage{number}.schedule", self.stage(number).schedule, SCHEDULES))
+            if self.stage(number).sampler is not None:
+                checks.append((f"stage{number}.sampler", self.stage(number).sampler, SAMPLERS))
         for key, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{source}: {key}={value!r} is not valid; choose one of {list(valid)}")
@@ -259,6 +307,24 @@ class Config:
                 f"{source}: model.name={self.model.name} needs data.num_segments >= 2 (pairs of segments); "
                 f"got {self.data.num_segments}"
             )
+        if self.optim.clip_grad_norm is not None and self.optim.clip_grad_norm <= 0:
+            raise ValueError(f"{source}: optim.clip_grad_norm={self.optim.clip_grad_norm!r} must be positive "
+                             "(null disables clipping)")
+        for number in (1, 2, 3):
+            stage = self.stage(number)
+            for name in ("num_segments", "batch_size", "accum_steps"):
+                value = getattr(stage, name)
+                if value is not None and value < 1:
+                    raise ValueError(f"{source}: stage{number}.{name}={value!r} must be at least 1")
+            if stage.clip_grad_norm is not None and stage.clip_grad_norm < 0:
+                raise ValueError(f"{source}: stage{number}.clip_grad_norm={stage.clip_grad_norm!r} must be >= 0 "
+                                 "(0 = no clipping in this stage)")
+            segments = self.stage_settings(number).num_segments
+            if number in self.stages and number > 1 and self.model.name != "tsn" and segments < 2:
+                raise ValueError(
+                    f"{source}: stage {number} of model.name={self.model.name} needs at least 2 segments (pairs "
+                    f"of segments); got {segments} (stage{number}.num_segments / data.num_segments)"
+                )
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ValueError(f"{source}: data.val_fraction={self.data.val_fraction!r} must be in [0, 1)")
         if self.data.num_workers < 0:

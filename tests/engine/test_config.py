@@ -119,6 +119,17 @@ def test_every_shipped_config_is_valid(path):
         assert config.stage3.lr == (5e-4 if modality == "flow" else 2e-4)
     if arch == "tsn":
         assert config.stages == [1]
+    if backbone == "bninception" and arch != "tsn" and 1 in config.stages:
+        # stage 1 is the paper's TSN: the same data settings as the TSN config of the modality and dataset
+        tsn = load_config(path.with_name(f"tsn_bninception_{dataset}_{modality}.yaml"))
+        one = config.stage_settings(1)
+        assert (one.sampler, one.num_segments) == (tsn.data.sampler, tsn.data.num_segments) == ("tsn", 3)
+        assert (one.batch_size, one.accum_steps) == (tsn.train.batch_size, tsn.train.accum_steps)
+        assert one.clip_grad_norm == tsn.optim.clip_grad_norm
+        assert (config.stage1.lr, config.stage1.iterations) == (tsn.stage1.lr, tsn.stage1.iterations)
+        for number in (2, 3):
+            later = config.stage_settings(number)
+            assert (later.sampler, later.num_segments) == (config.data.sampler, config.data.num_segments)
 
 
 @pytest.mark.parametrize("raw, expected",
@@ -140,3 +151,32 @@ def test_non_finite_numbers_are_refused(raw):
 def test_a_word_is_still_not_a_number():
     with pytest.raises(ValueError, match="must be a number"):
         load_config(None, ["stage1.lr=fast"])
+
+
+def test_stage_settings_inherit_the_run_and_override_per_stage():
+    config = load_config(None, ["stage1.sampler=tsn", "stage1.num_segments=3", "stage1.batch_size=32",
+                                "stage1.clip_grad_norm=20", "stage3.clip_grad_norm=0", "train.accum_steps=2"])
+    one, two, three = (config.stage_settings(n) for n in (1, 2, 3))
+    assert (one.sampler, one.num_segments, one.batch_size, one.accum_steps, one.clip_grad_norm) == (
+        "tsn", 3, 32, 2, 20.0)
+    assert (two.sampler, two.num_segments, two.batch_size, two.clip_grad_norm) == ("off", 7, 16, 40.0)
+    assert three.clip_grad_norm is None  # 0 turns clipping off in that stage
+    assert all(s.test_segments == 25 for s in (one, two, three))
+    assert "stage 1: sampler tsn, 3 segments" in config.describe_stages()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("stage1.sampler=tsm", "stage1.sampler='tsm' is not valid"),
+    ("stage2.num_segments=1", "stage 2 of model.name=off needs at least 2 segments"),
+    ("stage3.batch_size=0", "stage3.batch_size=0 must be at least 1"),
+    ("stage1.clip_grad_norm=-1", "stage1.clip_grad_norm=-1.0 must be >= 0"),
+    ("optim.clip_grad_norm=0", "optim.clip_grad_norm=0.0 must be positive"),
+])
+def test_bad_stage_settings_name_the_key(override, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_one_segment_is_fine_for_a_tsn_stage_one_of_an_off_run():
+    config = load_config(None, ["stage1.num_segments=1", "stage1.sampler=tsn"])
+    assert config.stage_settings(1).num_segments == 1

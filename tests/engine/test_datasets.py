@@ -34,3 +34,33 @@ def test_training_clips_use_the_test_interval(tmp_path):
     config.data.val_segments = 4
     data = build_train_data(config, records=records, class_names=class_names, input_spec=IMAGENET_SPEC)
     assert np.array_equal(data.val.sampler(300), test_protocol(300)[:4])
+
+
+def test_each_stage_samples_with_its_own_sampler(tmp_path, monkeypatch):
+    """The paper's plan: stage 1 is TSN (segments over the whole video), stage 2 the OFF sampler."""
+    import offnet.engine.trainer as trainer
+    from offnet.engine.datasets import build_stage_data
+
+    root = write_synthetic_dataset(tmp_path / "synth", classes=["SlideRight", "SlideLeft"], videos_per_class=4,
+                                   num_frames=32, progress=False)
+    config = Config.from_dict({
+        "stages": [1, 2], "model": {"name": "off", "backbone": "tiny", "dropout": 0.0},
+        "data": {"dataset": "ucf101", "root": str(root), "sampler": "off", "num_segments": 3,
+                 "test_segments": 16, "size": 56, "num_workers": 0, "val_fraction": 0.0, "flip": False},
+        "train": {"batch_size": 2, "device": "cpu", "tensorboard": False},
+        "stage1": {"lr": 0.01, "iterations": 1, "milestones": [], "sampler": "tsn", "num_segments": 2},
+        "stage2": {"lr": 0.01, "iterations": 1, "milestones": []},
+    })
+    built = {}
+
+    def spy(config, **kwargs):
+        data = build_stage_data(config, **kwargs)
+        built[kwargs["stage"]] = data
+        return data
+
+    monkeypatch.setattr(trainer, "build_stage_data", spy)
+    trainer.train(config, run_dir=tmp_path / "run", progress=False)
+    assert (built[1].train.sampler.name, built[1].train.sampler.num_segments) == ("tsn", 2)
+    assert built[1].train[0][0].shape[0] == 2  # two segments per stage-1 clip
+    assert built[2].train.sampler.name == "off" and built[2].train[0][0].shape[0] == 3
+    assert set(np.diff(built[2].train.sampler(32, np.random.default_rng(0))[:, 0]).tolist()) == {2}

@@ -234,7 +234,7 @@ def test_best_checkpoint_keeps_the_best_validation_not_the_latest(tmp_path, tiny
     import offnet.engine.trainer as trainer
 
     metrics = iter([0.5, 0.9, 0.3, 0.4])
-    monkeypatch.setattr(trainer, "_validate", lambda model, data, config, ctx: {"off7": next(metrics)})
+    monkeypatch.setattr(trainer, "_validate", lambda model, data, config, ctx, **kwargs: {"off7": next(metrics)})
     config = tiny_config(stages=[2], stage2={"lr": 0.01, "iterations": 4, "milestones": []},
                          train={"batch_size": 4, "device": "cpu", "checkpoint_every": 1, "val_every": 1,
                                 "log_every": 1, "tensorboard": False})
@@ -258,3 +258,89 @@ def test_gradient_clipping_bounds_the_update(tmp_path, tiny_data):
         init = create_model("off", num_classes=3, backbone="tiny", dropout=0.0).state_dict()
         moved[clip] = max((weights[k] - init[k]).abs().max().item() for k in weights if k.startswith("subnet."))
     assert moved[1e-9] < 1e-9 and moved[None] > 1e-5, moved
+
+
+def test_each_stage_trains_with_its_own_batch_accumulation_and_clipping(tmp_path, tiny_data, monkeypatch):
+    clips = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        clips.append(max_norm)
+        return real_clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    config = tiny_config(stages=[1, 2], stage1={"lr": 0.01, "iterations": 2, "milestones": [], "batch_size": 8,
+                                                "clip_grad_norm": 7.0},
+                         stage2={"lr": 0.01, "iterations": 2, "milestones": [], "accum_steps": 2,
+                                 "clip_grad_norm": 0.0})
+    train(config, run_dir=tmp_path, data=tiny_data, progress=False)
+    # 16 clips: stage 1 in batches of 8 (2 steps per epoch), stage 2 in steps of 2 x 4 (2 steps per epoch)
+    assert load_checkpoint(tmp_path / "stage1" / "last.pt")["sampler"]["steps_per_epoch"] == 2
+    assert load_checkpoint(tmp_path / "stage2" / "last.pt")["sampler"]["steps_per_epoch"] == 2
+    assert clips == [7.0, 7.0]  # stage 1 clips at its own norm, stage 2 (0 = off) not at all
+
+
+def test_stage_one_runs_the_backbone_alone(tmp_path, tiny_data, monkeypatch):
+    """Stage 1 trains only the backbone head: the sub-network is not even run (TSN cost, any segment count)."""
+    from offnet.models.subnet import OFFSubnet
+
+    calls = []
+    real = OFFSubnet.forward
+    monkeypatch.setattr(OFFSubnet, "forward", lambda self, inputs: calls.append(1) or real(self, inputs))
+    train(tiny_config(stages=[1]), run_dir=tmp_path, data=tiny_data, progress=False)
+    assert calls == []
+    train(tiny_config(stages=[1, 2]), run_dir=tmp_path / "two", data=tiny_data, progress=False)
+    assert calls  # stage 2 runs it
+
+
+def test_a_refused_run_leaves_the_run_directory_untouched(tmp_path, tiny_data):
+    train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    def files():  # every file but the lock, which the refused run held while it checked
+        return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    before = files()
+    other = tiny_config(stage2={"lr": 0.5, "iterations": 40, "milestones": []})
+    with pytest.raises(ValueError, match="--resume"):
+        train(other, run_dir=tmp_path, data=tiny_data, progress=False)
+    assert files() == before
+    # resuming with another config is refused too, naming what differs
+    (tmp_path / "stage2" / "DONE").unlink()
+    with pytest.raises(ValueError, match=r"stage2\.iterations \(3 -> 40\)"):
+        train(other, run_dir=tmp_path, data=tiny_data, progress=False, resume=True)
+    assert (tmp_path / "config.yaml").read_bytes() == before[tmp_path / "config.yaml"]
+    # where and how it runs may change
+    result = train(tiny_config(data={"dataset": "folder", "num_segments": 3, "size": 64, "num_workers": 1}),
+                   run_dir=tmp_path, data=tiny_data, progress=False, resume=True)
+    assert result.checkpoints[2].is_file()
+
+
+def test_a_run_directory_in_use_is_refused_naming_the_holder(tmp_path, tiny_data):
+    from offnet.engine.runlock import RunLock, RunLockedError
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=rf"in use by process {os.getpid()} on "):
+            train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "stage2").exists()
+    train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)  # released: free again
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, tiny_data):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from offnet.engine.runlock import RunLock
+        RunLock({str(tmp_path)!r}).acquire()
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        from offnet.engine.runlock import RunLockedError
+
+        with pytest.raises(RunLockedError, match=str(holder.pid)):
+            train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / ".lock").exists()  # the killed process could not clean up
+    result = train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
+    assert result.checkpoints[2].is_file()

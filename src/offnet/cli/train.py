@@ -74,6 +74,10 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_config(config_path, overrides)
     if args.print_config:
         print(config.to_yaml(), end="")
+        print("# resolved per stage (stageN.* overrides data.sampler, data.num_segments, train.batch_size,")
+        print("# train.accum_steps, optim.clip_grad_norm):")
+        for line in config.describe_stages().splitlines():
+            print(f"#   {line}")
         return 0
     name = config.name if config.name != "offnet" else Path(config_path).stem
     run_dir = args.run_dir or Path("runs") / name

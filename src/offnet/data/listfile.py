@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from offnet.data.records import VideoRecord
+from offnet.fileio import atomic_write_text
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -221,18 +221,3 @@ def format_list_line(relative: str, num_frames: int | None, label: int) -> str:
     return f"{relative} {label}" if num_frames is None else f"{relative} {num_frames} {label}"
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

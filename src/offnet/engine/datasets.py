@@ -25,7 +25,10 @@ from ..modalities import get_modality
 if TYPE_CHECKING:
     from ..models import InputSpec
 
-__all__ = ["TrainData", "split_train_val", "load_train_records", "build_train_data", "LeadingSegments"]
+__all__ = [
+    "TrainData", "split_train_val", "load_train_records", "check_train_records", "build_stage_data",
+    "build_train_data", "LeadingSegments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,27 +143,45 @@ class LeadingSegments:
         return self.sampler(num_frames, rng)[: self.count]
 
 
-def build_train_data(
-    config: Config, *, records: list[VideoRecord], class_names: list[str], input_spec: InputSpec
-) -> TrainData:
-    """Clip datasets for training (random segments, multi-scale crop, flip) and validation (fixed).
+def check_train_records(
+    config: Config, records: list[VideoRecord]
+) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """Hold out the validation part and check every video once: ``(train, val)`` records.
 
-    ``records`` / ``class_names`` come from :func:`load_train_records`; ``input_spec`` is the model's
-    preprocessing (mean/std, BGR, 0–255), which lives with the backbone weights, not in the config.
+    Unreadable or too-short videos are dropped or stop the run, per ``data.on_bad_video``.
     """
     from ..data.check import validate_records
-    from ..data.clips import ClipDataset
-    from ..data.sampling import make_sampler
-    from ..data.transforms import build_transform
 
     d = config.data
-    modality = get_modality(config.model.modality)
     train_records, val_records = split_train_val(records, fraction=d.val_fraction, seed=config.seed)
     train_records, _ = validate_records(train_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
                                         workers=max(1, d.num_workers))
     if val_records:
         val_records, _ = validate_records(val_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
                                           workers=max(1, d.num_workers))
+    log.info("training on %d videos, validating on %d", len(train_records), len(val_records))
+    return train_records, val_records
+
+
+def build_stage_data(
+    config: Config, *, train_records: list[VideoRecord], val_records: list[VideoRecord], class_names: list[str],
+    input_spec: InputSpec, stage: int | None = None,
+) -> TrainData:
+    """Clip datasets of one stage (its sampler and segment count, :meth:`Config.stage_settings`).
+
+    ``stage=None`` uses the run's ``data.sampler`` / ``data.num_segments``. Training clips take random
+    segments, a multi-scale crop and a flip; validation clips are the test protocol's (fixed).
+    """
+    from ..data.clips import ClipDataset
+    from ..data.sampling import make_sampler
+    from ..data.transforms import build_transform
+
+    d = config.data
+    sampler_name, num_segments = d.sampler, d.num_segments
+    if stage is not None:
+        settings = config.stage_settings(stage)
+        sampler_name, num_segments = settings.sampler, settings.num_segments
+    modality = get_modality(config.model.modality)
     spec = input_spec
     mean, std = spec.mean_std(modality.kind)
 
@@ -169,8 +190,9 @@ def build_train_data(
         # Sec. 4.2: one Δt for training and testing). Validation clips are the test protocol's clips (same
         # sampler, interval and positions; one centre crop), cut to their first `val_segments` segments
         # when that is set: a cheaper validation that keeps the test interval.
-        sampler: Any = make_sampler(d.sampler, num_segments=segments, new_length=modality.frames_per_segment,
-                                    test=not train, test_segments=d.test_segments)
+        sampler: Any = make_sampler(sampler_name, num_segments=segments,
+                                    new_length=modality.frames_per_segment, test=not train,
+                                    test_segments=d.test_segments)
         if not train and segments < d.test_segments:
             sampler = LeadingSegments(sampler, segments)
         transform = build_transform(
@@ -180,12 +202,24 @@ def build_train_data(
         return ClipDataset(recs, modality=modality.name, sampler=sampler, transform=transform,
                            seed=config.seed, on_bad_video="fail")
 
-    log.info("training on %d videos, validating on %d (%d classes)", len(train_records), len(val_records),
-             len(class_names))
     return TrainData(
-        train=dataset(train_records, train=True, segments=d.num_segments),
+        train=dataset(train_records, train=True, segments=num_segments),
         val=dataset(val_records, train=False, segments=d.val_segments or d.test_segments) if val_records
         else None,
         class_names=class_names,
         names=[r.name for r in train_records],
     )
+
+
+def build_train_data(
+    config: Config, *, records: list[VideoRecord], class_names: list[str], input_spec: InputSpec,
+    stage: int | None = None,
+) -> TrainData:
+    """Clip datasets for training and validation: :func:`check_train_records` then :func:`build_stage_data`.
+
+    ``records`` / ``class_names`` come from :func:`load_train_records`; ``input_spec`` is the model's
+    preprocessing (mean/std, BGR, 0–255), which lives with the backbone weights, not in the config.
+    """
+    train_records, val_records = check_train_records(config, records)
+    return build_stage_data(config, train_records=train_records, val_records=val_records,
+                            class_names=class_names, input_spec=input_spec, stage=stage)

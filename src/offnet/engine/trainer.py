@@ -28,9 +28,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, StageConfig
+from ..fileio import atomic_write_text, check_writable
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from .datasets import TrainData, build_train_data, load_train_records
+from .datasets import TrainData, build_stage_data, check_train_records, load_train_records
 from .distributed import DistContext, ResumableBatchSampler, all_reduce_sum, init_distributed
+from .runlock import RunLock
 from .schedule import LRSchedule
 from .stages import (
     init_checkpoint,
@@ -152,15 +154,21 @@ def _tensorboard(run_dir: Path, enabled: bool, purge_step: int | None) -> Any:
     return SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
 
 
+def _forward_kwargs(model: nn.Module, stage: int) -> dict[str, Any]:
+    """Stage 1 trains only the backbone's head: the sub-network is not run."""
+    return {"backbone_only": True} if stage == 1 and getattr(model, "subnet", None) is not None else {}
+
+
 @torch.no_grad()
 def _validate(
-    model: nn.Module, dataset: Dataset, config: Config, ctx: DistContext
+    model: nn.Module, dataset: Dataset, config: Config, ctx: DistContext, *, batch_size: int,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Top-1 accuracy per level on ``dataset``, sharded over processes (``i ≡ rank mod world``)."""
     indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
     loader = DataLoader(
         torch.utils.data.Subset(dataset, indices),
-        batch_size=config.train.batch_size,
+        batch_size=batch_size,
         shuffle=False,
         num_workers=config.data.num_workers,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
@@ -172,7 +180,7 @@ def _validate(
     with _autocast(config, ctx.device):
         for batch in loader:
             clips, labels = batch[0].to(ctx.device), batch[1].to(ctx.device)
-            outputs = model(clips)
+            outputs = model(clips, **(forward_kwargs or {}))
             for level, logits in outputs.items():
                 correct[level] = correct.get(level, 0.0) + (logits.argmax(1) == labels).sum().item()
             total += labels.numel()
@@ -284,20 +292,25 @@ def _run_stage(
     resume_from: Path | None, progress: bool, jlog: _JsonlLog, writer: Any, timing: dict[str, float],
 ) -> _StageRun:
     cfg_stage: StageConfig = config.stage(stage)
+    settings = config.stage_settings(stage)
+    batch_size, accum_steps = settings.batch_size, settings.accum_steps
     sdir = stage_dir(run_dir, stage)
     tc = config.train
     model.set_stage(stage, partial_bn=config.model.partial_bn,
                     partial_bn_train_conv1=config.model.partial_bn_train_conv1)
+    forward_kwargs = _forward_kwargs(model, stage)
     sampler = ResumableBatchSampler(
-        len(data.train), batch_size=tc.batch_size, seed=config.seed, shuffle=True,  # type: ignore[arg-type]
+        len(data.train), batch_size=batch_size, seed=config.seed, shuffle=True,  # type: ignore[arg-type]
         rank=ctx.rank, world_size=ctx.world_size,
     )
-    steps_per_epoch = len(sampler) // tc.accum_steps
+    steps_per_epoch = len(sampler) // accum_steps
     if steps_per_epoch < 1:
         raise ValueError(
             f"the training set ({len(data.train)} clips) is smaller than one step of "  # type: ignore[arg-type]
-            f"{tc.batch_size}x{tc.accum_steps}x{ctx.world_size} clips; lower train.batch_size/accum_steps"
+            f"{batch_size}x{accum_steps}x{ctx.world_size} clips; lower train.batch_size/accum_steps "
+            f"(or stage{stage}.batch_size/accum_steps)"
         )
+    log.info("%s", settings.describe())
     run = _StageRun(stage=stage, total_steps=stage_total_steps(cfg_stage, steps_per_epoch=steps_per_epoch),
                     steps_per_epoch=steps_per_epoch)
     groups = model.param_groups(weight_decay=config.optim.weight_decay)
@@ -352,13 +365,13 @@ def _run_stage(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=run.total_steps, initial=run.step, desc=f"stage {stage}", dynamic_ncols=True)
-    clips_per_step = tc.batch_size * tc.accum_steps * ctx.world_size
+    clips_per_step = batch_size * accum_steps * ctx.world_size
     model.train()
     while run.step < run.total_steps:
         sampler.set_epoch(run.epoch, start_batch=run.position)
         if hasattr(data.train, "set_epoch"):
             data.train.set_epoch(run.epoch)
-        for group in _micro_batches(loader, tc.accum_steps):
+        for group in _micro_batches(loader, accum_steps):
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             step_loss, step_correct, step_total = 0.0, 0.0, 0
@@ -369,23 +382,23 @@ def _run_stage(
                 sync = i == len(group) - 1 or not ctx.is_distributed
                 with contextlib.nullcontext() if sync else train_model.no_sync():
                     with _autocast(config, ctx.device):
-                        outputs = train_model(clips)
+                        outputs = train_model(clips, **forward_kwargs)
                         loss, _ = stage_loss(outputs, labels, levels=levels, weights=cfg_stage.loss_weights)
                     _check_finite(loss, stage=stage, run=run, micro=i, indices=indices, names=data.names, ctx=ctx)
-                    scaler.scale(loss / tc.accum_steps).backward()
-                step_loss += loss.item() / tc.accum_steps
+                    scaler.scale(loss / accum_steps).backward()
+                step_loss += loss.item() / accum_steps
                 step_correct += (outputs[eval_level].argmax(1) == labels).sum().item()
                 step_total += labels.numel()
-            if config.optim.clip_grad_norm is not None:
+            if settings.clip_grad_norm is not None:
                 scaler.unscale_(optimizer)
                 params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, config.optim.clip_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, settings.clip_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
             run.step += 1
-            run.position += tc.accum_steps
-            if run.position >= steps_per_epoch * tc.accum_steps:
+            run.position += accum_steps
+            if run.position >= steps_per_epoch * accum_steps:
                 run.epoch, run.position = run.epoch + 1, 0
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize(ctx.device)
@@ -406,7 +419,8 @@ def _run_stage(
                     for key in ("loss", "acc", "lr", "clips_per_s"):
                         writer.add_scalar(f"stage{stage}/train_{key}", record[key], run.step)
             if data.val is not None and (run.step % tc.val_every == 0 or done):
-                scores = _validate(model, data.val, config, ctx)
+                scores = _validate(model, data.val, config, ctx, batch_size=batch_size,
+                                   forward_kwargs=forward_kwargs)
                 metric = scores.get(eval_level, 0.0)
                 # ties go to the later, longer-trained weights
                 improved = run.best_metric is None or metric >= run.best_metric
@@ -458,25 +472,97 @@ def train(
     resume = resume or config.train.resume
     _check_backbone_source(config, run_dir=run_dir, finetune_from=finetune_from)
     ctx = init_distributed(config.train.device)
+    lock = RunLock(run_dir) if ctx.is_main else None
+    if lock is not None:
+        check_writable(run_dir, is_dir=True)
+        lock.acquire()
+    try:
+        _check_run_dir(config, run_dir, resume=resume)  # under the lock, before anything is written
+        return _train_locked(config, run_dir=run_dir, resume=resume, finetune_from=finetune_from,
+                             progress=progress, data=data, ctx=ctx, wall0=wall0)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_run_dir(config: Config, run_dir: Path, *, resume: bool) -> None:
+    """Refuse, before writing anything, a new run over checkpoints or a resume with another config."""
+    if not resume:
+        for stage in config.stages:
+            if (stage_dir(run_dir, stage) / "last.pt").exists():
+                raise ValueError(
+                    f"{stage_dir(run_dir, stage)} already holds a checkpoint; pass --resume to continue that run "
+                    "or choose a new --run-dir"
+                )
+        return
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    from ..config import load_config
+
+    try:
+        before = _flatten(load_config(saved).to_dict())
+    except ValueError as exc:
+        raise ValueError(f"cannot resume {run_dir}: its {saved.name} is not a valid config ({exc})") from exc
+    now = _flatten(config.to_dict())
+    changed = sorted(k for k in set(before) | set(now) if k not in _RUNTIME_KEYS and before.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed[:6])
+        raise ValueError(
+            f"cannot resume {run_dir} with another config: {shown}{' …' if len(changed) > 6 else ''}. Resume with "
+            f"the run's own config (offnet train --resume --run-dir {run_dir}) or start a new --run-dir"
+        )
+
+
+#: Keys that may change between a run and its resumption: where and how it runs, not what it computes.
+_RUNTIME_KEYS = frozenset({"train.resume", "train.device", "data.num_workers", "train.tensorboard",
+                           "train.log_every", "train.checkpoint_every"})
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "loss_weights":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _train_locked(
+    config: Config, *, run_dir: Path, resume: bool, finetune_from: str | Path | None, progress: bool,
+    data: TrainData | None, ctx: DistContext, wall0: float,
+) -> TrainResult:
     if config.train.deterministic:
         torch.use_deterministic_algorithms(True)
-    records: list | None = None
-    if data is None:
+    given = data
+    if given is None:
         records, class_names = load_train_records(config)
+        checked = check_train_records(config, records)
     else:
-        class_names = data.class_names
+        class_names = given.class_names
     torch.manual_seed(config.seed)  # model init and dropout; identical on every rank
     np.random.seed(config.seed)
     random.seed(config.seed)
     model = build_model(config, num_classes=len(class_names)).to(ctx.device)
-    if data is None:
-        data = build_train_data(config, records=records, class_names=class_names, input_spec=model.input_spec)
+    stage_data: dict[tuple[str, int], TrainData] = {}
+
+    def data_for(stage: int) -> TrainData:
+        """The stage's datasets (its sampler and segments); ``data`` given by the caller serves every stage."""
+        if given is not None:
+            return given
+        settings = config.stage_settings(stage)
+        key = (settings.sampler, settings.num_segments)
+        if key not in stage_data:
+            stage_data[key] = build_stage_data(config, train_records=checked[0], val_records=checked[1],
+                                               class_names=class_names, input_spec=model.input_spec, stage=stage)
+        return stage_data[key]
+
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     validate_plan(config, model)
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     ctx.barrier()
     skipped: list[str] = []
     first_status = stage_status(run_dir, config.stages[0])
@@ -506,7 +592,7 @@ def train(
                 if writer is None:
                     writer = _tensorboard(run_dir, config.train.tensorboard and ctx.is_main, None)
                 run = _run_stage(
-                    stage=stage, model=model, data=data, config=config, run_dir=run_dir, ctx=ctx,
+                    stage=stage, model=model, data=data_for(stage), config=config, run_dir=run_dir, ctx=ctx,
                     resume_from=sdir / "last.pt" if status == "partial" else None, progress=progress,
                     jlog=jlog, writer=writer, timing=timing,
                 )

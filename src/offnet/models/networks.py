@@ -109,11 +109,12 @@ class ActionRecognizer(nn.Module):
         return self.heads[self.backbone_level].fc.out_features
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor, *, consensus: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, consensus: bool = True, backbone_only: bool = False
+                ) -> dict[str, torch.Tensor]:
         """``x (B, T, C, H, W)`` → ``{level: (B, K)}``; with ``consensus=False`` the per-segment
         (backbone level, ``(B, T, K)``) and per-pair / per-segment (sub-network, ``(B, T−1, K)`` for OFF,
         ``(B, T, K)`` for Hyp-Net) logits before averaging, which the test protocol needs to aggregate
-        crops first."""
+        crops first. ``backbone_only`` skips the sub-network (stage 1 trains only the backbone's head)."""
         if x.dim() != 5:
             raise ValueError(f"expected input (B, T, C, H, W), got shape {tuple(x.shape)}")
         b, t, c, h, w = x.shape
@@ -122,13 +123,13 @@ class ActionRecognizer(nn.Module):
                 f"modality {self.modality.name!r} expects C={self.modality.data_channels} channels per segment "
                 f"(frames x channels), got C={c}"
             )
-        if self.subnet is not None and self.arch == "off" and t < 2:
+        if self.subnet is not None and self.arch == "off" and t < 2 and not backbone_only:
             raise ValueError(f"the OFF network needs at least 2 segments per clip, got T={t}")
         frames = self.stem(x.flatten(0, 1))  # (B*T, C', H, W)
         taps, final = self.backbone(frames)
         pooled = final.mean(dim=(2, 3))  # (B*T, D)
         out = {self.backbone_level: self.heads[self.backbone_level](pooled).view(b, t, -1)}  # (B, T, K)
-        if self.subnet is None:
+        if self.subnet is None or backbone_only:
             return _consensus(out) if consensus else out
         inputs: dict[int, list[torch.Tensor]] = {}
         for scale in SCALES:
