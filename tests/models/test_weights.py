@@ -1,5 +1,6 @@
 """Loading weights from local files: round trips, torchvision files, cross-modality init, bad files."""
 
+import json
 import logging
 
 import pytest
@@ -125,3 +126,83 @@ def test_pretrainedmodels_bninception_file_loads_as_it_is(tmp_path, caplog):
     assert torch.equal(model.backbone.conv1_7x7_s2_bn.running_var, sd["conv1_7x7_s2_bn.running_var"])
     assert "missing" not in caplog.text  # num_batches_tracked is not a weight: its absence is no loss
     assert "last_linear.weight" in caplog.text  # reported as not used by the backbone
+
+
+def _pretrainedmodels_file(path):
+    from offnet.models.bninception import bninception
+
+    own = bninception().state_dict()
+    torch.manual_seed(0)
+    sd = {k: torch.randn(own[k].shape) for k in _pretrainedmodels_bninception_keys() if k in own}
+    sd["last_linear.weight"], sd["last_linear.bias"] = torch.randn(1000, 1024), torch.randn(1000)
+    torch.save(sd, path)
+    return sd
+
+
+def test_weights_bring_their_preprocessing_and_checkpoints_keep_it(tmp_path):
+    """The pretrainedmodels BN-Inception file expects mean [104, 117, 128], not the Caffe models' [104, 117, 123]."""
+    from offnet.engine.checkpoint import build_model_from_checkpoint, save_checkpoint
+
+    path = tmp_path / "bn_inception-52deb4733.pth"
+    _pretrainedmodels_file(path)
+    model = offnet.create_model("tsn", num_classes=3, backbone="bninception", pretrained=path)
+    assert model.input_spec.mean == (104.0, 117.0, 128.0) and model.input_spec.bgr and model.input_spec.scale255
+    assert offnet.create_model("tsn", num_classes=3, backbone="bninception").input_spec.mean == (104.0, 117.0, 123.0)
+    # a checkpoint rebuilds the model with the preprocessing it was trained with, without the weights file
+    save_checkpoint(tmp_path / "run" / "stage1" / "last.pt",
+                    {"model_config": model.config, "model": model.state_dict(), "stage": 1})
+    rebuilt, _ = build_model_from_checkpoint(tmp_path / "run" / "stage1" / "last.pt")
+    assert rebuilt.input_spec == model.input_spec
+
+
+def test_preprocessing_stored_in_the_file_or_a_sidecar_wins(tmp_path):
+    from offnet.models.weights import weights_preprocessing
+
+    net = offnet.create_model("tsn", num_classes=2, backbone="tiny")
+    sd = {k.removeprefix("backbone."): v for k, v in net.state_dict().items() if k.startswith("backbone.")}
+    stored = tmp_path / "stored.pth"
+    torch.save({"state_dict": sd, "preprocessing": {"input_space": "BGR", "input_range": [0, 255],
+                                                    "mean": [1, 2, 3], "std": [4, 5, 6]}}, stored)
+    model = offnet.create_model("tsn", num_classes=2, backbone="tiny", pretrained=stored)
+    assert (model.input_spec.mean, model.input_spec.std, model.input_spec.bgr) == ((1, 2, 3), (4, 5, 6), True)
+    plain = tmp_path / "plain.pth"
+    torch.save(sd, plain)
+    base = offnet.create_model("tsn", num_classes=2, backbone="tiny").input_spec
+    assert weights_preprocessing(plain, base)[0] == base  # nothing said: the backbone's default
+    (tmp_path / "plain.pth.json").write_text('{"input_space": "RGB", "input_range": [0, 1], "mean": [0.5, 0.5, 0.5]}')
+    spec, where = weights_preprocessing(plain, base)
+    assert spec.mean == (0.5, 0.5, 0.5) and not spec.bgr and not spec.scale255 and "sidecar" in where
+    (tmp_path / "plain.pth.json").write_text('{"mean": [1, 2]}')
+    with pytest.raises(ValueError, match="mean must be three finite numbers"):
+        weights_preprocessing(plain, base)
+    (tmp_path / "plain.pth.json").write_text('{"input_space": "HSV"}')
+    with pytest.raises(ValueError, match="input_space must be RGB or BGR"):
+        offnet.create_model("tsn", num_classes=2, backbone="tiny", pretrained=plain)
+
+
+def test_weights_check_lists_missing_unexpected_and_misshaped_keys(tmp_path, capsys):
+    from offnet.cli import main
+
+    path = tmp_path / "bn_inception-52deb4733.pth"
+    sd = _pretrainedmodels_file(path)
+    code = main(["weights", "check", str(path), "--backbone", "bninception", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "missing from the file (left at random initialisation): 0" in out
+    assert "not used by the backbone (e.g. the ImageNet classifier): 2" in out and "last_linear.weight" in out
+    assert "mean [104.0, 117.0, 128.0]" in out and "pretrainedmodels" in out and "OK:" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] and report["spec"]["mean"] == [104.0, 117.0, 128.0]
+    # flow: the RGB first conv is adapted, not refused
+    assert main(["weights", "check", str(path), "--backbone", "bninception", "--modality", "flow"]) == 0
+    assert "conv1_7x7_s2.weight: (64, 3, 7, 7) -> (64, 10, 7, 7) (cross-modality init)" in capsys.readouterr().out
+    # a broken file: one tensor missing, one of the wrong shape
+    del sd["inception_5b_pool_proj.bias"]
+    sd["inception_3a_1x1.weight"] = torch.zeros(1, 1, 1, 1)
+    torch.save(sd, path)
+    assert main(["weights", "check", str(path), "--backbone", "bninception"]) == 1
+    out = capsys.readouterr().out
+    assert "missing from the file (left at random initialisation): 1" in out and "inception_5b_pool_proj.bias" in out
+    assert "inception_3a_1x1.weight: file (1, 1, 1, 1) vs backbone (64, 192, 1, 1)" in out and "NOT OK" in out
+    assert main(["weights", "check", str(tmp_path / "none.pth"), "--backbone", "bninception"]) == 1
+    assert "weights file not found" in capsys.readouterr().err

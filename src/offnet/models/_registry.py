@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..modalities import get_modality
-from .backbone import Backbone
+from .backbone import Backbone, InputSpec
 from .bninception import bninception
 from .networks import ARCHS, ActionRecognizer
 from .resnet import resnet18, resnet50
 from .tiny import tiny
-from .weights import load_backbone_weights
+from .weights import load_backbone_weights, weights_preprocessing
 
 __all__ = ["create_model", "list_models", "list_backbones", "BACKBONES"]
+
+log = logging.getLogger(__name__)
 
 #: backbone name -> (factory, default input size in pixels)
 BACKBONES: dict[str, tuple[Callable[..., Backbone], int]] = {
@@ -37,7 +42,7 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
                  pretrained: str | Path | None = None, dropout: float = 0.8, spatial_mode: str = "paper",
                  replicate_official_misalignment: bool = False, reduce_channels: int | None = None,
                  subnet_width: float | None = None, subnet_norm: bool = False,
-                 block14b_kernel: int = 3) -> ActionRecognizer:
+                 block14b_kernel: int = 3, input_spec: dict[str, Any] | None = None) -> ActionRecognizer:
     """Build a ``tsn`` / ``off`` / ``hypnet`` model.
 
     Args:
@@ -55,6 +60,10 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
         subnet_norm: BatchNorm after each sub-network unit's transition conv (not in the paper; for
             sub-networks trained from scratch with the backbone, see :mod:`offnet.models.subnet`).
         block14b_kernel: last kernel of block 14b: 3 as the authors' network (default) or 1.
+        input_spec: the input preprocessing (``InputSpec`` fields as a dict); default: what the
+            ``pretrained`` file says it expects (stored in it, a ``<file>.json`` sidecar, or the published
+            values of a file recognised by its keys), else the backbone's default. Recorded in
+            ``model.config`` so that a checkpoint rebuilds the model with the preprocessing it was trained with.
 
     Returns:
         an :class:`~offnet.models.networks.ActionRecognizer` mapping ``(B, T, C, H, W)`` to
@@ -69,10 +78,25 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
     net = factory(in_channels=mod.network_channels)
     if pretrained is not None:
         load_backbone_weights(net, pretrained, first_conv=net.first_conv)
+        if input_spec is None:
+            spec, where = weights_preprocessing(pretrained, net.input_spec)
+            log.info("input preprocessing of %s (%s): %s, %s, mean %s, std %s", pretrained, where,
+                     "BGR" if spec.bgr else "RGB", "0-255" if spec.scale255 else "0-1", list(spec.mean),
+                     list(spec.std))
+            net.input_spec = spec
+    if input_spec is not None:
+        fields = {f.name for f in dataclasses.fields(InputSpec)} - {"size"}
+        unknown = sorted(set(input_spec) - fields)
+        if unknown:
+            raise ValueError(f"input_spec: unknown field(s) {unknown}; valid: {sorted(fields)}")
+        values = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in input_spec.items()}
+        net.input_spec = dataclasses.replace(net.input_spec, **values)
+    spec_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(net.input_spec).items()
+                 if k != "size"}
     config = dict(name=name, num_classes=num_classes, modality=modality, backbone=backbone, dropout=dropout,
                   spatial_mode=spatial_mode, replicate_official_misalignment=replicate_official_misalignment,
                   reduce_channels=reduce_channels, subnet_width=subnet_width, subnet_norm=subnet_norm,
-                  block14b_kernel=block14b_kernel)
+                  block14b_kernel=block14b_kernel, input_spec=spec_dict)
     return ActionRecognizer(
         arch=name, backbone=net, num_classes=num_classes, modality=modality, dropout=dropout,
         spatial_mode=spatial_mode, replicate_official_misalignment=replicate_official_misalignment,
