@@ -110,11 +110,16 @@ def test_extract_flow_then_check_frames(dataset: Path, tmp_path: Path, capsys) -
 def test_extract_flow_reports_failed_video(dataset: Path, tmp_path: Path, capsys) -> None:
     bad = dataset / "videos" / "SlideLeft" / "v_SlideLeft_g01_c01.avi"
     bad.write_bytes(bad.read_bytes()[:200])
-    code = main(["extract-flow", "--root", str(dataset / "videos"), "--out", str(tmp_path / "f"),
-                 "--workers", "1", "--algorithm", "farneback", "--no-rgb"])
+    argv = ["extract-flow", "--root", str(dataset / "videos"), "--out", str(tmp_path / "f"), "--workers", "1",
+            "--algorithm", "farneback", "--no-rgb"]
+    code = main(argv)  # --on-bad-video fail (default): no new video after the bad one, exit 1
     out = capsys.readouterr().out
     assert code == 1
-    assert f"FAILED {bad}" in out and "done 5, skipped 0 (already extracted), failed 1" in out
+    assert f"FAILED {bad}" in out and "failed 1" in out and "stopped at a bad video" in out
+    assert main([*argv, "--on-bad-video", "skip"]) == 0  # resumes, lists the bad video, goes on
+    out = capsys.readouterr().out
+    assert f"FAILED {bad}" in out and "failed 1" in out and "stopped" not in out
+    assert len([p for p in (tmp_path / "f").rglob("v_*") if p.is_dir()]) == 5
     assert not list((tmp_path / "f" / "SlideRight" / "v_SlideRight_g01_c01").glob("img_*"))
 
 

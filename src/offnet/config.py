@@ -86,6 +86,8 @@ class ModelConfig:
     replicate_official_misalignment: bool = False  # reproduce the code's spatial-branch pairing bug
     subnet_norm: bool = False  # BN after each OFF unit's transition conv (from-scratch CPU recipes)
     block14b_kernel: int = 3  # last kernel of block 14b: 3 (authors' quirk) or 1 (adaptive optimisers)
+    reduce_channels: int | None = None  # channels of each tap's 1x1 reduction (None: 128; tiny backbone 32)
+    subnet_width: float | None = None  # width multiplier of the OFF sub-network (None: 1; tiny backbone 0.25)
     partial_bn: bool = True  # TSN partial BN in stages 1 and 3: only the first BN layer adapts
     partial_bn_train_conv1: bool = False  # stage 2: conv1's BN keeps batch statistics (official code)
     allow_untrained_frozen_backbone: bool = False  # let stage 2 freeze random weights (ablations, tests)
@@ -329,6 +331,10 @@ class Config:
             raise ValueError(f"{source}: data.val_fraction={self.data.val_fraction!r} must be in [0, 1)")
         if self.data.num_workers < 0:
             raise ValueError(f"{source}: data.num_workers={self.data.num_workers!r} must be >= 0")
+        if self.model.reduce_channels is not None and self.model.reduce_channels < 1:
+            raise ValueError(f"{source}: model.reduce_channels={self.model.reduce_channels!r} must be at least 1")
+        if self.model.subnet_width is not None and self.model.subnet_width <= 0:
+            raise ValueError(f"{source}: model.subnet_width={self.model.subnet_width!r} must be positive")
         if not 0.0 <= self.model.dropout < 1.0:
             raise ValueError(f"{source}: model.dropout={self.model.dropout!r} must be in [0, 1)")
         for number in self.stages:
@@ -464,11 +470,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = "defaults"
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            run = (path / "config.yaml").is_file()
+            hint = " (a run directory: use --resume --run-dir, or its config.yaml)" if run else ""
+            raise ValueError(f"config {str(path)!r} is a folder, not a YAML file{hint}")
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist (see configs/ for examples)")
         source = str(path)
         try:
-            loaded = _safe_load(path.read_text())
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{source}: not a text file (not UTF-8); give a YAML config") from None
+        try:
+            loaded = _safe_load(text)
         except yaml.YAMLError as exc:
             raise ValueError(f"{source}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["OutputError", "atomic_write_text", "atomic_write_bytes", "atomic_writer", "check_writable",
-           "output_error"]
+__all__ = ["OutputError", "atomic_write_text", "atomic_write_bytes", "atomic_writer", "atomic_save",
+           "atomic_savez", "save_figure", "check_writable", "output_error"]
 
 
 class OutputError(OSError):
@@ -89,6 +89,19 @@ def atomic_save(path: str | Path, write: Callable[[IO], None], *, binary: bool =
     with atomic_writer(path, "wb" if binary else "w") as handle:
         write(handle)
     return Path(path)
+
+
+def atomic_savez(path: str | Path, **arrays: object) -> Path:
+    """``numpy.savez_compressed`` to ``path``, atomically."""
+    import numpy as np
+
+    return atomic_save(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def save_figure(fig: object, path: str | Path, **kwargs: object) -> Path:
+    """``fig.savefig`` to ``path`` atomically (the format follows the suffix, PNG by default)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return atomic_save(path, lambda handle: fig.savefig(handle, format=fmt, **kwargs))  # type: ignore[attr-defined]
 
 
 def check_writable(path: str | Path, *, is_dir: bool = False) -> Path:

@@ -102,7 +102,8 @@ def test_cache_hit_and_mismatch(small_dataset: Path, tmp_path: Path) -> None:
     [
         ({"classes": ["SlideRight", "Juggling"]}, "Juggling"),
         ({"classes": ["SlideRight", "SlideRight"]}, "repeat"),
-        ({"videos_per_class": 1}, "at least one group"),
+        ({"videos_per_class": 1}, "at least 2"),
+        ({"videos_per_class": 0}, "at least 2"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"size": 50}, "multiple of 16"),
         ({"num_frames": 4}, "num_frames"),

@@ -233,7 +233,7 @@ def test_unknown_class_is_rejected_by_the_renderer() -> None:
         ({"turn": (6.0, 3.0)}, "turn range"),
         ({"zoom": (0.0, 0.0)}, "zoom range"),
         ({"zoom": (math.nan, 2.0)}, "zoom range"),
-        ({"videos_per_class": 1}, "at least one group"),
+        ({"videos_per_class": 1}, "at least 2"),
         ({"test_fraction": 0.0}, "test_fraction"),
     ],
 )

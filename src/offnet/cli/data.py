@@ -114,6 +114,10 @@ def run_check(args: argparse.Namespace) -> int:
     if args.dataset == "list" and args.train_list is None and args.test_list is None:
         raise ValueError("--dataset list needs --train-list and/or --test-list (files of 'path label' lines)")
     list_files = {k: v for k, v in (("train", args.train_list), ("test", args.test_list)) if v is not None}
+    if args.write_lists is not None:
+        from offnet.fileio import check_writable
+
+        check_writable(args.write_lists, is_dir=True)  # before checking every video, not after
     report = check_dataset(
         args.dataset,
         args.root,
@@ -185,7 +189,12 @@ def _frame_size(text: str) -> tuple[int, int]:
 def run_synth(args: argparse.Namespace) -> int:
     from offnet.data.synth import SYNTH_CLASSES, write_synthetic_dataset
     from offnet.data.synth_motion import MOTION_CLASSES, write_motion_dataset
+    from offnet.fileio import check_writable
 
+    if args.videos_per_class < 2:
+        raise ValueError(f"--videos-per-class must be at least 2 (training and test videos), got "
+                         f"{args.videos_per_class}")
+    check_writable(Path(args.root).absolute().parent, is_dir=True)
     known = MOTION_CLASSES if args.preset == "motion" else SYNTH_CLASSES
     classes = None
     if args.classes:

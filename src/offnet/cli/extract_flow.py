@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="resize frames first: short side ('256') or WIDTHxHEIGHT ('340x256', the paper's)",
     )
     p.add_argument("--bound", type=float, default=20.0, help="flow clipping bound in pixels (default 20)")
+    p.add_argument(
+        "--on-bad-video",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a video that cannot be extracted (unreadable, truncated, < 2 frames): fail = start no new video "
+        "and exit 1 (default); skip = list it at the end and go on (exit 0)",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,14 +74,19 @@ def run(args: argparse.Namespace) -> int:
         bound=args.bound,
         workers=args.workers,
         progress=True,
+        on_bad_video=args.on_bad_video,
     )
     if summary.cleaned:
         print(f"removed {summary.cleaned} unfinished folder(s) left by an earlier run")
     for f in summary.failed:
         print(f"FAILED {f.video}: {f.error}")
     fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
+    busy = f", {summary.busy} left to another process extracting them" if summary.busy else ""
     print(
-        f"done {summary.done}, skipped {summary.skipped} (already extracted), failed {len(summary.failed)}; "
+        f"done {summary.done}, skipped {summary.skipped} (already extracted){busy}, failed {len(summary.failed)}; "
         f"{summary.frames} frames in {summary.seconds:.1f} s ({fps:.1f} frames/s) -> {args.out}"
     )
-    return 0 if summary.ok else 1
+    if summary.failed and args.on_bad_video == "fail":
+        print("stopped at a bad video (--on-bad-video fail); fix or remove it, or pass --on-bad-video skip")
+        return 1
+    return 0

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=5, help="classes to print per video (default: 5)")
     p.add_argument("--json", dest="json_out", default=None, help="also write the predictions to this JSON file")
     p.add_argument("--device", default=None)
+    p.add_argument("--on-bad-video", choices=["fail", "skip"], default="fail",
+                   help="a missing, unreadable, truncated or too-short video: fail = stop naming it, exit 1 "
+                   "(default); skip = leave it out and list it at the end")
     p.set_defaults(func=run_predict)
 
     v = sub.add_parser("visualize", help="draw the Raw OFF and OFF features of one clip (PNG)",
@@ -34,10 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from ..fileio import atomic_write_text, check_writable
     from ..tools.predict import Predictor
 
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.segments is not None and args.segments < 1:
+        raise ValueError(f"--segments must be at least 1, got {args.segments}")
+    if args.json_out:
+        check_writable(Path(args.json_out))
     predictor = Predictor(args.checkpoint, segments=args.segments, crops=args.crops, device=args.device)
-    predictions = predictor.predict(args.videos)
+    predictions = predictor.predict(args.videos, on_bad_video=args.on_bad_video)
     records = []
     for pred in predictions:
         print(pred.video)
@@ -45,10 +55,13 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"  {prob:6.1%}  {name}")
         records.append({"video": pred.video, "top": pred.top(args.top),
                         "levels": {k: v.tolist() for k, v in pred.levels.items()}})
+    for bad in predictor.skipped:
+        print(f"skipped {bad}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"checkpoint": str(predictor.checkpoint),
-                                                   "class_names": list(predictor.class_names),
-                                                   "predictions": records}, indent=2))
+        atomic_write_text(args.json_out, json.dumps({"checkpoint": str(predictor.checkpoint),
+                                                     "class_names": list(predictor.class_names),
+                                                     "predictions": records, "skipped": predictor.skipped},
+                                                    indent=2, allow_nan=False))
     return 0
 
 
@@ -58,6 +71,9 @@ def run_visualize(args: argparse.Namespace) -> int:
 
     if args.pairs < 1:
         raise ValueError(f"--pairs must be at least 1, got {args.pairs}")
+    from ..fileio import check_writable
+
+    check_writable(Path(args.out))
     predictor = Predictor(args.checkpoint)
     clip = predictor.clip(args.video)  # the whole test clip: its scores are the test protocol's (1 crop)
     maps = off_maps(predictor.model, clip)

@@ -242,6 +242,10 @@ def run_fuse(args: argparse.Namespace) -> int:
     import numpy as np
 
     from offnet.engine.fusion import load_score_files
+    from offnet.fileio import atomic_savez, atomic_write_text, check_writable
+
+    if args.out:
+        check_writable(Path(args.out), is_dir=True)
 
     if args.search and not args.val:
         raise ValueError("--search needs --val VAL.npz… (scores of `offnet test --subset val`); weights are "
@@ -285,13 +289,11 @@ def run_fuse(args: argparse.Namespace) -> int:
         summary["mean"] = {"top1": top1, "mean_class_accuracy": mca, "splits": sorted(outcomes)}
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "fusion.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "fusion.json", json.dumps(summary, indent=2) + "\n")
         if not args.split_average:
             fused = outcomes[0]["fused_scores"]
-            np.savez_compressed(out / "fused_scores.npz", scores=fused.scores.astype(np.float32),
-                                labels=fused.labels, names=np.array(fused.names),
-                                class_names=np.array(fused.class_names))
+            atomic_savez(out / "fused_scores.npz", scores=fused.scores.astype(np.float32),
+                         labels=fused.labels, names=np.array(fused.names), class_names=np.array(fused.class_names))
         print(f"wrote {out / 'fusion.json'}")
     return 0
 

@@ -29,10 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
-
 from offnet.data.datasets import SUBSETS, SplitData, load_split
-from offnet.data.decode import VideoDecodeError, count_frames
+from offnet.data.decode import VideoDecodeError, count_frames, declared_frames, truncation
 from offnet.data.listfile import atomic_write_text, format_list_line
 from offnet.data.records import VideoRecord
 
@@ -52,7 +50,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BAD_KINDS: tuple[str, ...] = ("missing", "empty", "unreadable", "truncated", "too_short", "frame_mismatch")
+BAD_KINDS: tuple[str, ...] = ("missing", "empty", "unreadable", "truncated", "too_short", "too_small",
+                              "frame_mismatch")
 ON_BAD_VIDEO: tuple[str, ...] = ("fail", "skip")
 _FRAME_RE = re.compile(r"^(img|flow_x|flow_y)_(\d+)\.(?:jpg|jpeg|png)$")
 
@@ -110,16 +109,59 @@ def count_frame_folder(folder: str | Path) -> FrameFolderCounts:
     return FrameFolderCounts(rgb=rgb, flow_x=fx, flow_y=fy, problems=tuple(problems))
 
 
-def _declared_frames(path: Path) -> int:
+def _broken_images(folder: Path) -> list[str]:
+    """Frame files of ``folder`` that cannot be images: empty, or not starting and ending as a JPEG/PNG does.
+
+    Every file's first and last bytes are read (cheap); the first and last frame of each kind are also decoded.
+    """
+    import cv2
+
+    broken: list[str] = []
+    files = sorted(f for f in os.listdir(folder) if _FRAME_RE.match(f))
+    for name in files:
+        file = folder / name
+        try:
+            size = file.stat().st_size
+            with file.open("rb") as fh:
+                head = fh.read(8)
+                fh.seek(max(0, size - 2))
+                tail = fh.read(2)
+        except OSError as exc:
+            broken.append(f"{name} ({exc.strerror})")
+            continue
+        if size == 0:
+            broken.append(f"{name} (0 bytes)")
+        elif head[:2] == b"\xff\xd8":
+            if tail != b"\xff\xd9":
+                broken.append(f"{name} (JPEG cut short)")
+        elif head != b"\x89PNG\r\n\x1a\n":
+            broken.append(f"{name} (not a JPEG or PNG image)")
+    for kind in ("img_", "flow_x_", "flow_y_"):
+        named = [f for f in files if f.startswith(kind)]
+        for name in {named[0], named[-1]} if named else ():
+            if not any(b.startswith(name) for b in broken):
+                if cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED) is None:
+                    broken.append(f"{name} (does not decode)")
+    return broken
+
+
+def _frame_short_side(path: Path) -> int | None:
+    """The shorter side of a video's (or frame folder's) frames, or None when it cannot be told cheaply."""
+    from offnet.data.decode import frame_size
+
     try:
-        with av.open(str(path)) as container:
-            return int(container.streams.video[0].frames or 0)
-    except (av.error.FFmpegError, IndexError, ValueError):
-        return 0
+        return min(frame_size(path))
+    except (OSError, ValueError, RuntimeError):
+        return None
 
 
-def inspect_record(record: VideoRecord, *, min_frames: int = 1) -> tuple[VideoRecord, BadVideo | None]:
-    """Open one video (file or frame folder): ``(record with num_frames set, None)`` or ``(record, bad)``."""
+def inspect_record(record: VideoRecord, *, min_frames: int = 1,
+                   min_side: int | None = None) -> tuple[VideoRecord, BadVideo | None]:
+    """Open one video (file or frame folder): ``(record with num_frames set, None)`` or ``(record, bad)``.
+
+    ``min_side``: frames whose shorter side is smaller are bad ("too_small"): a network input of that size
+    cannot be cropped from them (set ``data.resize_to`` to rescale frames first).
+    """
     path = record.path
 
     def bad(kind: str, message: str) -> tuple[VideoRecord, BadVideo]:
@@ -135,6 +177,11 @@ def inspect_record(record: VideoRecord, *, min_frames: int = 1) -> tuple[VideoRe
             return bad(
                 kind, "; ".join(counts.problems) + "; re-extract this video with `offnet extract-flow`"
             )
+        broken = _broken_images(path)
+        if broken:
+            more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+            return bad("unreadable", f"broken frame files: {', '.join(broken[:3])}{more}; re-extract this video "
+                       "with `offnet extract-flow`")
         n = counts.usable
     else:
         if path.stat().st_size == 0:
@@ -145,26 +192,30 @@ def inspect_record(record: VideoRecord, *, min_frames: int = 1) -> tuple[VideoRe
             return bad("unreadable", str(exc))
         except OSError as exc:
             return bad("unreadable", f"cannot read ({exc})")
-        declared = _declared_frames(path)
-        if declared and declared - n > max(1, declared // 20):
-            return bad(
-                "truncated", f"container declares {declared} frames but only {n} decode; re-download it"
-            )
+        why = truncation(declared_frames(path), n)
+        if why:
+            return bad("truncated", why)
     record = dataclasses.replace(record, num_frames=n)
     if n < min_frames:
         return bad("too_short", f"{n} frames, fewer than the {min_frames} needed (--min-frames)")
+    if min_side is not None:
+        side = _frame_short_side(path)
+        if side is not None and side < min_side:
+            return bad("too_small", f"frames of {side} px (shorter side) are smaller than the {min_side} px network "
+                       f"input; set data.resize_to (e.g. {round(min_side / 0.875)}) to rescale them first")
     return record, None
 
 
 def _inspect_all(
-    records: Sequence[VideoRecord], *, min_frames: int, workers: int, progress: bool, desc: str
+    records: Sequence[VideoRecord], *, min_frames: int, workers: int, progress: bool, desc: str,
+    min_side: int | None = None,
 ) -> list[tuple[VideoRecord, BadVideo | None]]:
-    from tqdm import tqdm
+    from offnet.progress import progress_bar
 
-    bar = tqdm(total=len(records), desc=desc, unit="video", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(records), desc=desc, unit="video", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = []
-        for result in pool.map(lambda r: inspect_record(r, min_frames=min_frames), records):
+        for result in pool.map(lambda r: inspect_record(r, min_frames=min_frames, min_side=min_side), records):
             results.append(result)
             bar.update()
     bar.close()
@@ -178,6 +229,7 @@ def validate_records(
     on_bad_video: str = "fail",
     workers: int = 4,
     progress: bool = False,
+    min_side: int | None = None,
 ) -> tuple[list[VideoRecord], list[BadVideo]]:
     """The training-start policy: ``(good records with num_frames, bad videos)``.
 
@@ -187,7 +239,7 @@ def validate_records(
     if on_bad_video not in ON_BAD_VIDEO:
         raise ValueError(f"on_bad_video must be one of {list(ON_BAD_VIDEO)}, got {on_bad_video!r}")
     results = _inspect_all(
-        records, min_frames=min_frames, workers=workers, progress=progress, desc="checking"
+        records, min_frames=min_frames, workers=workers, progress=progress, desc="checking", min_side=min_side
     )
     good = [r for r, b in results if b is None]
     bad = [b for _, b in results if b is not None]
@@ -202,7 +254,8 @@ def validate_records(
     if bad:
         log.warning("skipped %d of %d videos", len(bad), len(records))
     if records and not good:
-        raise ValueError(f"none of the {len(records)} videos is usable; run `offnet data check` for the list")
+        raise ValueError(f"none of the {len(records)} videos is usable, e.g. {bad[0]}; run `offnet data check` "
+                         "for the list")
     return good, bad
 
 

@@ -481,3 +481,36 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
             raise VideoDecodeError(f"video contains no decodable frames: {_hint(path)}")
     finally:
         container.close()
+
+
+def declared_frames(path: str | Path) -> int:
+    """The frame count a video container declares in its header (0 when it declares none)."""
+    try:
+        with av.open(str(path)) as container:
+            return int(container.streams.video[0].frames or 0)
+    except (av.error.FFmpegError, IndexError, ValueError, OSError):
+        return 0
+
+
+def truncation(declared: int, decoded: int) -> str | None:
+    """Why a video whose header declares ``declared`` frames but decodes ``decoded`` is truncated, or None.
+
+    A few frames of difference are tolerated (containers round), more than 5 % (at least 2) are not.
+    """
+    if declared and declared - decoded > max(1, declared // 20):
+        return f"container declares {declared} frames but only {decoded} decode (truncated?); re-download it"
+    return None
+
+
+def frame_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of a video's frames (from its index) or a frame folder's first image."""
+    path = Path(path)
+    if path.is_dir():
+        for prefix in ("img_", "flow_x_"):
+            files = sorted(path.glob(f"{prefix}00001.*"))
+            if files:
+                image = _imread(files[0], cv2.IMREAD_UNCHANGED)
+                return int(image.shape[0]), int(image.shape[1])
+        raise VideoDecodeError(f"{path}: no img_00001 or flow_x_00001 frame")
+    index = _video_index(path)
+    return int(index.height), int(index.width)

@@ -11,10 +11,15 @@ So a finished folder holds **N RGB frames and N − 1 flow frames**, the rule
 :func:`offnet.data.check.count_frame_folder` verifies. Flow sign follows OpenCV: a texture moving 2 px to
 the right gives ``flow_x ≈ +2``.
 
-Extraction is resumable. A video is written into a hidden temporary folder beside its final one
-(``.<name>.offnet-tmp``) and renamed when complete, so a final folder always holds a finished video and is
-skipped on the next run; temporary folders left by a killed run are removed at the start of the next.
-A video that fails is reported with its path and error and the run goes on.
+Extraction is resumable and safe to run concurrently. A video is written into a hidden temporary folder
+beside its final one, named per process (``.<name>.<pid>-<random>.offnet-tmp``), and renamed when complete,
+so a final folder always holds a finished video and is skipped on the next run. While a process extracts a
+video it holds a lock on ``.<name>.offnet-lock``; another process skips that video (the holder finishes it),
+and only temporary folders whose lock nobody holds (left by a killed run) are removed. ``OUT/.offnet-flow.json``
+records the extraction settings (algorithm, size, bound, RGB): a run with other settings into the same
+``OUT`` is refused, so that one output never mixes frames of two sizes. A truncated video (its container
+declares more frames than decode) is a bad video like any other: per ``on_bad_video`` the run stops
+(``fail``) or reports it and goes on (``skip``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from offnet.data.decode import VideoDecodeError
 from offnet.data.listfile import VIDEO_EXTENSIONS
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "find_videos",
     "extract_video",
     "extract_flow",
+    "VideoBusy",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +81,7 @@ class ExtractSummary:
 
     done: int = 0
     skipped: int = 0
+    busy: int = 0  # videos being extracted by another live process, left to it
     failed: list[FlowFailure] = field(default_factory=list)
     frames: int = 0  # RGB frames decoded by the videos extracted in this run
     seconds: float = 0.0
@@ -168,8 +176,50 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
+LOCK_SUFFIX = ".offnet-lock"
+SETTINGS_FILE = ".offnet-flow.json"
+
+
+class VideoBusy(RuntimeError):
+    """Another live process is extracting this video."""
+
+
 def _tmp_dir(final: Path) -> Path:
-    return final.parent / f".{final.name}{TMP_SUFFIX}"
+    """A temporary folder beside ``final``, unique to this process and call."""
+    return final.parent / f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}"
+
+
+def _lock_path(final: Path) -> Path:
+    return final.parent / f".{final.name}{LOCK_SUFFIX}"
+
+
+class _VideoLock:
+    """An exclusive, non-blocking ``flock`` on a video's lock file; the OS drops it if the process dies."""
+
+    def __init__(self, final: Path) -> None:
+        self.path = _lock_path(final)
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def extract_video(
@@ -187,13 +237,24 @@ def extract_video(
     :class:`~offnet.data.decode.VideoDecodeError` for an unreadable video and ``ValueError`` for a video with
     fewer than 2 frames.
     """
-    from offnet.data.decode import iter_frames
-
     video, out_dir = Path(video), Path(out_dir)
     engine = _make_engine(algorithm)
+    lock = _VideoLock(out_dir)
+    if not lock.acquire():
+        raise VideoBusy(f"{video}: being extracted by another process")
+    try:
+        if out_dir.is_dir():  # finished by another process since this run listed it
+            return -1
+        return _extract_locked(video, out_dir, engine=engine, algorithm=algorithm, rgb=rgb, size=size, bound=bound)
+    finally:
+        lock.release()
+
+
+def _extract_locked(video: Path, out_dir: Path, *, engine: object, algorithm: str, rgb: bool, size: FrameSize,
+                    bound: float) -> int:
+    from offnet.data.decode import declared_frames, iter_frames, truncation
+
     tmp = _tmp_dir(out_dir)
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
         prev_gray = None
@@ -211,6 +272,10 @@ def extract_video(
             prev_gray = gray
         if n < 2:
             raise ValueError(f"{video}: {n} decodable frame(s); optical flow needs at least 2")
+        if video.is_file():
+            why = truncation(declared_frames(video), n)
+            if why:
+                raise VideoDecodeError(f"{video}: {why}")
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -224,14 +289,55 @@ def _worker(video: Path, out_dir: Path, algorithm: str, rgb: bool, size: FrameSi
 
 
 def _clean_leftovers(out: Path) -> int:
+    """Remove temporary folders whose video nobody is extracting (left by a killed run)."""
     removed = 0
     for dirpath, dirnames, _ in os.walk(out):
         for d in list(dirnames):
-            if d.startswith(".") and d.endswith(TMP_SUFFIX):
+            if not (d.startswith(".") and d.endswith(TMP_SUFFIX)):
+                continue
+            dirnames.remove(d)
+            stem = d[1:-len(TMP_SUFFIX)]
+            name = stem.rsplit(".", 1)[0] if "." in stem else stem  # drop the ".<pid>-<random>" tag
+            lock = _VideoLock(Path(dirpath) / name)
+            if not lock.acquire():
+                continue  # a live process is writing it
+            try:
                 shutil.rmtree(Path(dirpath) / d, ignore_errors=True)
-                dirnames.remove(d)
                 removed += 1
+            finally:
+                lock.release()
     return removed
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """Record the extraction settings in ``OUT/.offnet-flow.json``, or refuse others than those recorded."""
+    import json
+    import tempfile
+
+    path = out / SETTINGS_FILE
+    if not path.exists():
+        # created complete and only if absent (a hard link of a finished file): of two runs starting at
+        # once with different settings, exactly one records its own and the other is refused below
+        fd, tmp = tempfile.mkstemp(prefix=f"{SETTINGS_FILE}.", dir=out)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(settings, sort_keys=True) + "\n")
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    try:
+        before = json.loads(path.read_text())
+    except ValueError:
+        before = None
+    if before != settings:
+        raise ValueError(
+            f"{out} holds frames extracted with other settings ({before}) than this run ({settings}); "
+            "mixing them would give folders of different sizes or flow scales. Use another --out, or the "
+            "same --size/--algorithm/--bound/--rgb"
+        )
 
 
 def extract_flow(
@@ -245,12 +351,17 @@ def extract_flow(
     workers: int = 1,
     videos: Sequence[str | Path] | None = None,
     progress: bool = False,
+    on_bad_video: str = "skip",
 ) -> ExtractSummary:
     """Extract every video under ``root`` (or the given ``videos``, which must lie under it) into ``out``.
 
-    Finished videos (their final folder exists) are skipped; leftover temporary folders are removed first.
-    ``workers > 1`` runs videos in that many processes. Failures are collected in the summary, not raised.
+    Finished videos (their final folder exists) are skipped, and so are videos another process is
+    extracting; unclaimed temporary folders are removed first. ``workers > 1`` runs videos in that many
+    processes. A video that fails (unreadable, truncated, too short) is collected in the summary; with
+    ``on_bad_video="fail"`` no new video starts after the first failure. A root without videos is an error.
     """
+    if on_bad_video not in ("fail", "skip"):
+        raise ValueError(f"on_bad_video must be 'fail' or 'skip', got {on_bad_video!r}")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown flow algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
     if bound <= 0:
@@ -260,12 +371,20 @@ def extract_flow(
         raise FileNotFoundError(f"video root not found: {root}; pass the folder holding the class folders")
     if out == root or root in out.parents:
         raise ValueError(f"--out {out} lies inside --root {root}; write frames outside the video folder")
+    all_videos = [Path(os.path.abspath(v)) for v in videos] if videos is not None else find_videos(root)
+    if not all_videos:
+        raise ValueError(f"no videos under {root} (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}); "
+                         "pass the folder holding the class folders")
+    from offnet.fileio import check_writable
+
+    check_writable(out, is_dir=True)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, {"algorithm": algorithm, "size": list(size) if isinstance(size, tuple) else size,
+                          "bound": float(bound), "rgb": bool(rgb)})
     start = time.perf_counter()
     summary = ExtractSummary(cleaned=_clean_leftovers(out))
     if summary.cleaned:
         log.info("removed %d unfinished folder(s) of an earlier run", summary.cleaned)
-    all_videos = [Path(os.path.abspath(v)) for v in videos] if videos is not None else find_videos(root)
     todo: list[tuple[Path, Path]] = []
     for v in all_videos:
         final = out / v.relative_to(root).with_suffix("")
@@ -275,18 +394,17 @@ def extract_flow(
             todo.append((v, final))
     log.info("%d videos: %d to extract, %d already done", len(all_videos), len(todo), summary.skipped)
 
-    from tqdm import tqdm
+    from offnet.progress import progress_bar
 
-    bar = tqdm(
-        total=len(todo),
-        desc=f"extract-flow ({algorithm})",
-        unit="video",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(total=len(todo), desc=f"extract-flow ({algorithm})", unit="video", disable=not progress)
 
     def finish(video: Path, result: int | None, error: BaseException | None) -> None:
-        if error is None:
+        if isinstance(error, VideoBusy):
+            summary.busy += 1
+            log.info("%s is being extracted by another process; left to it", video)
+        elif error is None and result == -1:
+            summary.skipped += 1  # finished by another process meanwhile
+        elif error is None:
             summary.done += 1
             summary.frames += int(result or 0)
         else:
@@ -294,9 +412,14 @@ def extract_flow(
             log.error("failed: %s: %s", video, error)
         bar.update()
 
+    def stop() -> bool:
+        return on_bad_video == "fail" and bool(summary.failed)
+
     args = (algorithm, rgb, size, bound)
     if workers <= 1:
         for video, final in todo:
+            if stop():
+                break
             try:
                 finish(video, _worker(video, final, *args), None)
             except Exception as exc:
@@ -307,8 +430,13 @@ def extract_flow(
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures: dict[Future[int], Path] = {pool.submit(_worker, v, f, *args): v for v, f in todo}
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
                 exc = fut.exception()
                 finish(futures[fut], None if exc else fut.result(), exc)
+                if stop():
+                    for other in futures:
+                        other.cancel()  # videos not started yet; running ones finish
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary

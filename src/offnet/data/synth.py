@@ -35,7 +35,6 @@ import logging
 import math
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -392,6 +391,8 @@ def _check_args(classes: Sequence[str], videos_per_class: int, size: int, num_fr
 
 
 def _check_split(videos_per_class: int, test_fraction: float) -> None:
+    if videos_per_class < 2:
+        raise ValueError(f"videos per class must be at least 2 (training and test videos), got {videos_per_class}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     groups, _, test_groups = _split(videos_per_class, test_fraction)
@@ -488,15 +489,15 @@ def write_ucf_layout(root: Path, *, params: dict, classes: list[str], videos_per
 
 def _write_all(tmp: Path, chosen: list[str], videos_per_class: int, test_fraction: float,
                render: Callable[[str, int, int], np.ndarray], coding: str, progress: bool) -> dict[str, int]:
-    from tqdm import tqdm
+    from offnet.progress import progress_bar
 
     _, ids, test_groups = _split(videos_per_class, test_fraction)
     lists = tmp / "ucfTrainTestlist"
     lists.mkdir()
     train_lines: list[str] = []
     test_lines: list[str] = []
-    bar = tqdm(total=len(chosen) * videos_per_class, desc="synth videos", disable=not progress,
-               file=sys.stderr, leave=False)
+    bar = progress_bar(total=len(chosen) * videos_per_class, desc="synth videos", unit="video",
+                       disable=not progress, leave=False)
     with bar:
         for label, name in enumerate(chosen, start=1):
             (tmp / "videos" / name).mkdir(parents=True)

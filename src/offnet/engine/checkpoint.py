@@ -28,10 +28,12 @@ A run directory holds one sub-directory per stage (``RUN/stage1``, ``RUN/stage2`
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..fileio import OutputError, output_error
+
 __all__ = [
+    "check_finite_weights",
     "CHECKPOINT_FORMAT",
     "save_checkpoint",
     "load_checkpoint",
@@ -91,9 +96,16 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise output_error(path, exc) from exc
+        if isinstance(exc, RuntimeError) and "write" in str(exc).lower():
+            # torch.save reports a failed write as "PytorchStreamWriter failed writing file …"
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise OutputError(errno.EIO, f"cannot write checkpoint {path}: the write failed with {free:.0f} MiB "
+                              "free on that disk (full disk?); free some space and --resume") from exc
         raise
     _fsync_dir(path.parent)
     log.debug("saved checkpoint %s", path)
@@ -114,6 +126,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for bad files (RuntimeError, EOFError, pickle…)
+        if "weights_only" in str(exc):
+            raise ValueError(
+                f"{str(path)!r} is not a valid offnet checkpoint: it holds Python objects besides tensors and "
+                "plain containers (possibly code), which offnet never unpickles. Do not load it with "
+                "weights_only=False unless you trust where it came from; use a checkpoint written by offnet"
+            ) from None
         raise ValueError(
             f"{str(path)!r} is not a valid offnet checkpoint (could not be read: "
             f"{type(exc).__name__}: {exc}); it may be truncated or corrupt — use another checkpoint "
@@ -175,6 +193,7 @@ def build_model_from_checkpoint(path_or_run_dir: str | Path) -> tuple[nn.Module,
     path = find_checkpoint(path_or_run_dir)
     payload = load_checkpoint(path)
     model_config = dict(payload["model_config"])
+    check_finite_weights(payload["model"], source=str(path))
     model = offnet.create_model(**model_config)
     try:
         model.load_state_dict(payload["model"], strict=True)
@@ -185,6 +204,18 @@ def build_model_from_checkpoint(path_or_run_dir: str | Path) -> tuple[nn.Module,
     model.eval()
     log.info("loaded %s (stage %s, step %s)", path, payload.get("stage"), payload.get("step"))
     return model, payload
+
+
+def check_finite_weights(state_dict: dict[str, Any], *, source: str) -> None:
+    """Raise ``ValueError`` when a floating-point tensor of ``state_dict`` holds NaN or infinity."""
+    bad = [key for key, value in state_dict.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise ValueError(
+            f"{source} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}: "
+            "the run diverged or the file was damaged. Use an earlier checkpoint (best.pt, an earlier stage) or "
+            "retrain with a lower learning rate"
+        )
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -153,12 +153,15 @@ def check_train_records(
     from ..data.check import validate_records
 
     d = config.data
+    # Without data.resize_to the test protocol's centre crop needs frames at least data.size on their shorter
+    # side; refuse smaller ones here, at the start of training, not at test time.
+    min_side = d.size if d.resize_to is None else None
     train_records, val_records = split_train_val(records, fraction=d.val_fraction, seed=config.seed)
     train_records, _ = validate_records(train_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
-                                        workers=max(1, d.num_workers))
+                                        workers=max(1, d.num_workers), min_side=min_side)
     if val_records:
         val_records, _ = validate_records(val_records, min_frames=d.min_frames, on_bad_video=d.on_bad_video,
-                                          workers=max(1, d.num_workers))
+                                          workers=max(1, d.num_workers), min_side=min_side)
     log.info("training on %d videos, validating on %d", len(train_records), len(val_records))
     return train_records, val_records
 

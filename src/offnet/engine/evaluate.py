@@ -27,7 +27,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from offnet import interrupts
 from offnet.data.records import VideoRecord
 from offnet.engine.metrics import ClassificationMetrics, compute_metrics, plot_confusion
+from offnet.fileio import atomic_savez, atomic_write_text
 from offnet.modalities import get_modality
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "score_clips",
     "aggregate_crops",
     "save_eval",
+    "check_finite_scores",
     "load_eval",
     "result_metrics",
 ]
@@ -254,9 +256,8 @@ def evaluate(
             leave the unreadable ones out of the scores; they are listed in ``meta["skipped_videos"]``).
     """
     # Imported here so that loading and fusing score files (`offnet fuse`) needs no video decoders.
-    from tqdm.auto import tqdm
-
     from offnet.data.clips import make_loader
+    from offnet.progress import progress_bar
 
     if crops not in VALID_CROPS:
         raise ValueError(f"crops must be one of {list(VALID_CROPS)}, got {crops}")
@@ -273,16 +274,19 @@ def evaluate(
         raise ValueError(
             f"{len(class_names)} class names for a model with {expected_classes} classes; they must match"
         )
-    skipped: list[str] = []
-    if on_bad_video == "skip":
-        # Checked up front: the clip dataset's own "skip" would score a neighbour under the bad video's name.
-        from offnet.data.check import validate_records
-
-        good, bad = validate_records(records, on_bad_video="skip", workers=max(1, num_workers))
-        skipped = [str(b) for b in bad]
-        records = good
-    elif on_bad_video != "fail":
+    if on_bad_video not in ("fail", "skip"):
         raise ValueError(f"on_bad_video must be 'fail' or 'skip', got {on_bad_video!r}")
+    # Every video is checked up front, as `data check` and `train` do: a missing, empty, unreadable, truncated
+    # or too-short video stops the run listing all of them ("fail") or is left out and reported ("skip";
+    # the clip dataset's own skipping would score a neighbour under the bad video's name).
+    from offnet.data.check import validate_records
+
+    good, bad = validate_records(records, on_bad_video=on_bad_video, workers=max(1, num_workers),
+                                 min_side=size if resize_to is None else None)
+    skipped = [str(b) for b in bad]
+    records = good
+    if not records:
+        raise ValueError(f"no readable video left to score ({len(skipped)} skipped)")
     dataset = build_test_dataset(
         list(records), modality=modality, segments=segments, crops=crops, size=size, sampler=sampler,
         input_spec=input_spec, resize_to=resize_to, flip=flip, seed=seed,
@@ -299,9 +303,10 @@ def evaluate(
         )
     per_level: dict[str, list[np.ndarray]] = {level: [] for level in levels}
     labels: list[np.ndarray] = []
-    bar = tqdm(total=len(records), desc="test", unit="video", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(records), desc="test", unit="video", disable=not progress)
     try:
         for clips, batch_labels in loader:
+            interrupts.check()
             scores = score_clips(model, clips.to(dev, non_blocking=True), crop_agg=crop_agg,
                                  chunk_images=chunk_images)
             for level in levels:
@@ -371,6 +376,18 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def check_finite_scores(result: EvalResult, *, note: str = "") -> None:
+    """Raise ``ValueError`` naming the level and videos when any score is NaN or infinite."""
+    for level, scores in result.scores.items():
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():
+            bad = [result.names[i] for i in np.flatnonzero(~finite)[:3]]
+            raise ValueError(
+                f"level {level} has non-finite scores (NaN or inf) for {int((~finite).sum())} video(s), e.g. "
+                f"{', '.join(bad)}: the weights or the input are broken" + (f"; {note}" if note else "")
+            )
+
+
 def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``scores.npz``, ``metrics.json`` and ``confusion.png`` (final level) into ``out_dir``.
 
@@ -380,7 +397,7 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     for the final level and for the backbone + final plain sum. Returns the written paths.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_finite_scores(result, note=f"nothing was written to {out}")
     meta = _jsonable(result.meta)
     arrays: dict[str, np.ndarray] = {
         "format": np.array(SCORES_FORMAT),
@@ -395,7 +412,7 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     for level, scores in result.scores.items():
         arrays[f"scores_{level}"] = scores.astype(np.float32)
     scores_path = out / "scores.npz"
-    np.savez_compressed(scores_path, **arrays)
+    atomic_savez(scores_path, **arrays)
 
     metrics = result_metrics(result)
     final = metrics[result.final_level]
@@ -413,7 +430,7 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
         ),
     }
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(metrics_path, json.dumps(report, indent=2) + "\n")
     confusion_path = plot_confusion(
         final.confusion, result.class_names, out / "confusion.png",
         title=f"{meta.get('modality', '')} {result.final_level}: mean class acc "

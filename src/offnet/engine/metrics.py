@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import save_figure
+
 __all__ = [
     "ClassificationMetrics",
     "check_scores",
@@ -233,9 +235,7 @@ def plot_confusion(
         ax.set_ylabel("true class")
         ax.set_title(title)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        path = save_figure(fig, path, dpi=100)
     finally:
         plt.close(fig)
     logger.debug("wrote confusion matrix to %s", path)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fileio import check_writable
+
 __all__ = ["ScoredRun", "score_checkpoint", "run_dir_of"]
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
         )
     if not records:
         raise ValueError(f"the {subset} subset of split {split} at {root} holds no videos")
+    out = Path(out) if out else run_dir_of(path) / f"{subset}-split{split}"
+    check_writable(out, is_dir=True)  # before the evaluation, not after it
     modality = model.modality.name
     segments = segments or int(data.get("test_segments") or 25)
     size = int(data.get("size") or model.input_spec.size)
@@ -111,5 +115,4 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
         "checkpoint": str(path), "stage": payload.get("stage"), "step": payload.get("step"),
         "sampler": data.get("sampler", "off"),
     })
-    out = Path(out) if out else run_dir_of(path) / f"{subset}-split{split}"
     return ScoredRun(result=result, checkpoint=path, out=out, paths=save_eval(result, out))

@@ -27,9 +27,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .. import interrupts
 from ..config import Config, StageConfig
 from ..fileio import atomic_write_text, check_writable
-from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from ..progress import progress_bar
+from .checkpoint import check_finite_weights, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .datasets import TrainData, build_stage_data, check_train_records, load_train_records
 from .distributed import DistContext, ResumableBatchSampler, all_reduce_sum, init_distributed
 from .runlock import RunLock
@@ -96,6 +98,8 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
         replicate_official_misalignment=m.replicate_official_misalignment,
         subnet_norm=m.subnet_norm,
         block14b_kernel=m.block14b_kernel,
+        reduce_channels=m.reduce_channels,
+        subnet_width=m.subnet_width,
     )
 
 
@@ -216,6 +220,7 @@ def _check_finite(
 
 def _load_weights(model: nn.Module, path: Path) -> None:
     payload = load_checkpoint(path)
+    check_finite_weights(payload["model"], source=str(path))
     model.load_state_dict(payload["model"])
     log.info("initialised from %s (stage %s, step %s)", path, payload.get("stage"), payload.get("step"))
 
@@ -227,6 +232,7 @@ def _finetune(model: nn.Module, path: Path) -> list[str]:
 
     path = find_checkpoint(path)
     payload = load_checkpoint(path)
+    check_finite_weights(payload["model"], source=str(path))
     missing, unexpected = load_state_dict_checked(
         model, payload["model"], strict_shapes=False, source=str(path)
     )
@@ -347,6 +353,9 @@ def _run_stage(
         run.step, run.epoch = payload["step"], payload["sampler"]["epoch"]
         run.position, run.best_metric = payload["sampler"]["position"], payload["best_metric"]
         log.info("stage %d: resuming from %s at step %d/%d", stage, resume_from, run.step, run.total_steps)
+        # the interrupted run may have logged steps after its last checkpoint: they come again after this record
+        jlog.write({"event": "resume", "stage": stage, "step": run.step,
+                    "note": f"resumed from step {run.step}; records of later steps before this one are superseded"})
 
     train_model: nn.Module = model
     if ctx.is_distributed:
@@ -362,16 +371,16 @@ def _run_stage(
     )
     bar = None
     if progress and ctx.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=run.total_steps, initial=run.step, desc=f"stage {stage}", dynamic_ncols=True)
+        bar = progress_bar(total=run.total_steps, initial=run.step, desc=f"stage {stage}", unit="step")
     clips_per_step = batch_size * accum_steps * ctx.world_size
     model.train()
     while run.step < run.total_steps:
+        interrupts.check()
         sampler.set_epoch(run.epoch, start_batch=run.position)
         if hasattr(data.train, "set_epoch"):
             data.train.set_epoch(run.epoch)
         for group in _micro_batches(loader, accum_steps):
+            interrupts.check()  # stops even when a Ctrl-C was swallowed by a DataLoader finaliser
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             step_loss, step_correct, step_total = 0.0, 0.0, 0

@@ -16,7 +16,10 @@ from .resnet import resnet18, resnet50
 from .tiny import tiny
 from .weights import load_backbone_weights, weights_preprocessing
 
-__all__ = ["create_model", "list_models", "list_backbones", "BACKBONES"]
+__all__ = ["create_model", "list_models", "list_backbones", "BACKBONES", "check_clip_geometry", "MIN_INPUT_SIZE"]
+
+#: The smallest input side every backbone maps to a non-empty stride-32 feature map.
+MIN_INPUT_SIZE = 32
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +106,13 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
         reduce_channels=reduce_channels, subnet_width=subnet_width, subnet_norm=subnet_norm,
         block14b_kernel=block14b_kernel, default_size=size, config=config,
     )
+
+
+def check_clip_geometry(archs: list[str] | tuple[str, ...], *, segments: int, size: int) -> None:
+    """Raise ``ValueError`` naming the option when clips of ``segments`` x ``size`` px cannot run through ``archs``."""
+    if segments < 1:
+        raise ValueError(f"--segments must be at least 1, got {segments}")
+    if "off" in archs and segments < 2:
+        raise ValueError(f"off needs at least 2 segments (one pair), got --segments {segments}")
+    if size < MIN_INPUT_SIZE:
+        raise ValueError(f"--size {size} px is too small: the backbones need at least {MIN_INPUT_SIZE} px")

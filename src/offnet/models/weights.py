@@ -41,6 +41,12 @@ def _load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, pickled code, not a torch file …
+        if "weights_only" in str(exc):
+            raise ValueError(
+                f"cannot read weights from {path}: it holds Python objects besides tensors (possibly code), which "
+                "offnet never unpickles. Re-save just its state dict (torch.save(model.state_dict(), FILE)) where "
+                "you trust the file; never load an untrusted file with weights_only=False"
+            ) from None
         raise ValueError(
             f"cannot read weights from {path}: {type(exc).__name__}: {exc}. Expected a PyTorch state dict "
             "saved with torch.save (weights only)."

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import atomic_write_text, save_figure
+
 __all__ = ["DemoSettings", "QUICK", "FULL", "run_demo", "format_table"]
 
 log = logging.getLogger(__name__)
@@ -266,7 +268,7 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
                                 pairs=pairs, s=s, methods=methods, say=say, progress=progress, wall0=wall0)
         results["benchmarks"].append(result)
         results["wall_s"] = time.perf_counter() - wall0
-        (out / "results.json").write_text(json.dumps(results, indent=2))  # after each benchmark
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2))  # after each benchmark
     return results
 
 
@@ -421,8 +423,10 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("accuracy vs throughput")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def _visualize(checkpoint: Path, ev: Any, root: Path, path: Path) -> None:

@@ -60,10 +60,16 @@ class Predictor:
         self.crops = crops
         self.size = int(data.get("size") or self.model.input_spec.size)
         self.device = device
+        self.skipped: list[str] = []  # videos left out by the last predict(on_bad_video="skip")
 
-    def predict(self, videos: Sequence[str | Path], *, progress: bool = False) -> list[Prediction]:
-        """Score video files or frame folders; errors name the unreadable file."""
-        from ..engine.evaluate import evaluate
+    def predict(self, videos: Sequence[str | Path], *, progress: bool = False,
+                on_bad_video: str = "fail") -> list[Prediction]:
+        """Score video files or frame folders; errors name the unreadable file.
+
+        Every video is checked first: a missing, unreadable, truncated or too-short one raises an error
+        naming it (``on_bad_video="fail"``) or is left out of the result (``"skip"``; see :attr:`skipped`).
+        """
+        from ..engine.evaluate import check_finite_scores, evaluate
 
         records = []
         for v in videos:
@@ -76,16 +82,19 @@ class Predictor:
             segments=self.segments, crops=self.crops, size=self.size,
             sampler=self.data_config.get("sampler", "off"), input_spec=self.model.input_spec,
             device=self.device, progress=progress, resize_to=self.data_config.get("resize_to"),
-            flip=bool(self.data_config.get("flip", True)),
+            flip=bool(self.data_config.get("flip", True)), on_bad_video=on_bad_video,
         )
+        check_finite_scores(result)
+        self.skipped = list(result.meta.get("skipped_videos") or [])
+        source = {r.name: r.source for r in records}
         fused = result.fused_backbone_final
         if fused is None:
             fused = result.scores[result.backbone_level]
         probs = torch.from_numpy(np.asarray(fused, dtype=np.float32)).softmax(dim=1).numpy()
         return [
-            Prediction(video=str(videos[i]), levels={k: v[i] for k, v in result.scores.items()},
+            Prediction(video=source.get(name, name), levels={k: v[i] for k, v in result.scores.items()},
                        probabilities=probs[i], class_names=self.class_names)
-            for i in range(len(records))
+            for i, name in enumerate(result.names)
         ]
 
     def clip(self, video: str | Path) -> torch.Tensor:

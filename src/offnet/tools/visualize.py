@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fileio import save_figure
 from ..models.backbone import InputSpec
 from ..models.networks import ActionRecognizer
 from ..models.off import OFFOperator, sobel_xy
@@ -127,8 +128,7 @@ def plot_off(maps: dict[str, object], path: str | Path, *, class_names: Sequence
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path, dpi=80)
+    finally:
+        plt.close(fig)
