@@ -29,8 +29,19 @@ from offnet.data.synth import write_synthetic_dataset
 from offnet.engine.checkpoint import load_checkpoint, save_checkpoint
 from offnet.engine.trainer import train
 
-sys.path.insert(0, str(Path(__file__).parent / "data"))  # tests/data is not a package
-from conftest import write_video  # noqa: E402
+
+def _data_fixtures():
+    """tests/data/conftest.py under its own name (another conftest may already be imported as ``conftest``)."""
+    import importlib.util
+
+    path = Path(__file__).parent / "data" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("offnet_data_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+write_video = _data_fixtures().write_video
 
 torch.set_num_threads(1)
 
@@ -408,9 +419,7 @@ def test_small_user_mistakes_are_one_line_errors(run, tmp_path, capsys):
 
 
 def test_garbage_frames_fail_the_frame_folder_check(tmp_path, capsys):
-    sys.path.insert(0, str(Path(__file__).parent / "data"))
-    from conftest import write_frame_folder
-
+    write_frame_folder = _data_fixtures().write_frame_folder
     root = tmp_path / "frames"
     for name in ("good", "empty", "garbage"):
         write_frame_folder(root / "a" / name, num_frames=6)

@@ -1,0 +1,47 @@
+"""``offnet bench pipelines``: the JSON a user compares with the paper's speed table (sizes: --quick)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from offnet.cli import main
+
+
+def test_quick_report_has_every_field_the_table_needs(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "pipelines", "--quick", "--json", str(out),
+                 "--pipelines", "tsn-rgb,off-rgb,off-rgb-official,rgb-full-stack,flow-tvl1"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    for key in ("device", "precision", "bf16_supported", "peak_gflops", "pipelines", "segments_scaling", "ten_crop",
+                "train_steps_per_s", "tvl1"):
+        assert key in report
+    assert report["precision"] == "fp32" and isinstance(report["bf16_supported"], bool) and report["peak_gflops"] > 0
+    rows = report["pipelines"]
+    assert set(rows) == {"tsn-rgb", "off-rgb", "off-rgb-official", "rgb-full-stack", "flow-tvl1"}
+    for row in rows.values():
+        assert set(row) >= {"clips_per_s", "frames_per_s", "gmacs_per_clip", "achieved_gflops", "ratio_to_tsn",
+                            "peak_mem_mb"}
+        assert row["clips_per_s"] > 0 and row["frames_per_s"] == pytest.approx(row["clips_per_s"] * 4)
+        assert row["peak_mem_mb"] > 0
+    assert rows["tsn-rgb"]["ratio_to_tsn"] == 1.0
+    # the stack runs two OFF networks: its work is at least that of OFF(RGB), and TV-L1 dominates the flow row
+    gmacs = {name: row["gmacs_per_clip"] for name, row in rows.items()}
+    assert gmacs["rgb-full-stack"] > gmacs["off-rgb"] > gmacs["tsn-rgb"]
+    assert rows["flow-tvl1"]["clips_per_s"] < rows["tsn-rgb"]["clips_per_s"]
+    assert report["tvl1"]["fields_per_clip"] == 5 * 4 and report["tvl1"]["seconds_per_field"] > 0
+    assert set(report["segments_scaling"]) == {"2", "4"}
+    assert set(report["ten_crop"]) == {"tsn-rgb", "off-rgb", "off-rgb-official"}
+    assert "videos/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--precision", "fp16"], "fp16 needs a CUDA device"),
+    (["--pipelines", "off-rgb"], "must include tsn-rgb"),
+    (["--pipelines", "tsn-rgb,i3d"], "must include tsn-rgb and come from"),
+])
+def test_bad_requests_are_one_line_errors(argv, message, capsys):
+    assert main(["bench", "pipelines", "--quick", "--no-memory", "--no-ten-crop", *argv]) == 1
+    assert message in capsys.readouterr().err
