@@ -63,7 +63,6 @@ def _safe_load(text: str) -> Any:
 
 
 MODEL_NAMES = ("tsn", "off", "hypnet")
-BACKBONES = ("bninception", "resnet18", "resnet50", "tiny")
 MODALITY_NAMES = ("rgb", "flow", "rawoff", "rgbdiff")
 DATASETS = ("ucf101", "hmdb51", "folder", "list", "synth")
 SAMPLERS = ("tsn", "off", "off_code")
@@ -78,7 +77,7 @@ class ModelConfig:
     """Which network to build: the keyword arguments of ``offnet.create_model`` plus BN policy."""
 
     name: str = "off"  # tsn | off | hypnet
-    backbone: str = "bninception"  # bninception | resnet18 | resnet50 | tiny
+    backbone: str = "bninception"  # bninception | resnet18 | resnet50 | tiny | timm:NAME | a registered name
     modality: str = "rgb"  # rgb | flow | rawoff | rgbdiff
     pretrained: str | None = None  # backbone weights file (.pt), or None for random init
     dropout: float = 0.8  # dropout before every classification head (paper/TSN: 0.8)
@@ -260,7 +259,6 @@ class Config:
         """Check values that a type alone cannot; raises ``ValueError`` naming the key."""
         checks: list[tuple[str, Any, tuple]] = [
             ("model.name", self.model.name, MODEL_NAMES),
-            ("model.backbone", self.model.backbone, BACKBONES),
             ("model.modality", self.model.modality, MODALITY_NAMES),
             ("model.spatial_mode", self.model.spatial_mode, ("paper", "official")),
             ("data.dataset", self.data.dataset, DATASETS),
@@ -278,6 +276,9 @@ class Config:
         for key, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{source}: {key}={value!r} is not valid; choose one of {list(valid)}")
+        if not self.model.backbone.strip():
+            raise ValueError(f"{source}: model.backbone is empty; name a backbone (e.g. bninception, resnet50, "
+                             "timm:NAME or one added with offnet.register_backbone)")
         if (
             not self.stages
             or any(s not in (1, 2, 3) for s in self.stages)
