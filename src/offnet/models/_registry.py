@@ -41,6 +41,8 @@ BACKBONES: dict[str, tuple[Callable[..., Backbone], int]] = {
 BUILTIN_BACKBONES: frozenset[str] = frozenset(BACKBONES)
 #: ``backbone="timm:NAME"`` builds timm's ``NAME`` with ``features_only=True``
 TIMM_PREFIX = "timm:"
+#: ``pretrained="timm"`` with a ``timm:NAME`` backbone: timm's own weights (and its preprocessing)
+TIMM_WEIGHTS = "timm"
 
 
 def list_models() -> list[str]:
@@ -142,12 +144,15 @@ def check_backbone(net: object, *, name: str, in_channels: int) -> Backbone:
     return net
 
 
-def build_backbone(name: str, *, in_channels: int) -> tuple[Backbone, int]:
-    """``(backbone, default input size)`` for a registered name or ``timm:NAME``; ``ValueError`` if unknown."""
+def build_backbone(name: str, *, in_channels: int, timm_pretrained: bool = False) -> tuple[Backbone, int]:
+    """``(backbone, default input size)`` for a registered name or ``timm:NAME``; ``ValueError`` if unknown.
+
+    ``timm_pretrained``: a ``timm:NAME`` backbone starts from timm's own weights.
+    """
     if isinstance(name, str) and name.startswith(TIMM_PREFIX):
         from .timm_backbone import timm_backbone
 
-        net = timm_backbone(name[len(TIMM_PREFIX):], in_channels=in_channels)
+        net = timm_backbone(name[len(TIMM_PREFIX):], in_channels=in_channels, pretrained=timm_pretrained)
         return check_backbone(net, name=name, in_channels=in_channels), net.input_spec.size
     if name not in BACKBONES:
         raise _unknown_backbone(name)
@@ -178,7 +183,8 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
         backbone: ``bninception`` (default, as the paper), ``resnet18``, ``resnet50``, ``tiny``, a name added
             with :func:`register_backbone`, or ``timm:NAME`` (a timm model, see :mod:`offnet.models.timm_backbone`).
         pretrained: a local file of backbone weights (a converted BN-Inception or torchvision ResNet
-            state dict). Non-RGB modalities get TSN's cross-modality init of the first convolution.
+            state dict). Non-RGB modalities get TSN's cross-modality init of the first convolution. With a
+            ``timm:NAME`` backbone, ``"timm"`` loads timm's own weights for ``NAME``.
         dropout: before every classifier (0.8 in the paper).
         spatial_mode: OFF operator mode, ``paper`` (Sobel x/y on the reduced feature) or ``official``.
         replicate_official_misalignment: reproduce the authors' training-time pairing bug.
@@ -199,8 +205,12 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
     if name not in ARCHS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(ARCHS)}")
     mod = get_modality(modality)
-    net, size = build_backbone(backbone, in_channels=mod.network_channels)
-    if pretrained is not None:
+    timm_weights = pretrained == TIMM_WEIGHTS
+    if timm_weights and not backbone.startswith(TIMM_PREFIX):
+        raise ValueError(f"pretrained={TIMM_WEIGHTS!r} asks timm for its weights, which needs backbone='timm:NAME', "
+                         f"not {backbone!r}; give a weights file for this backbone")
+    net, size = build_backbone(backbone, in_channels=mod.network_channels, timm_pretrained=timm_weights)
+    if pretrained is not None and not timm_weights:
         load_backbone_weights(net, pretrained, first_conv=net.first_conv)
         if input_spec is None:
             spec, where = weights_preprocessing(pretrained, net.input_spec)
