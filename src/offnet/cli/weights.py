@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "use, the tensors whose shapes differ, and the input preprocessing the weights expect.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("file", type=Path, help="weights file (.pth / .pt)")
+    c.add_argument("file", help="weights file (.pth / .pt), https:// or file:// URL, or hf-hub:owner/repo[/file]")
     c.add_argument("--backbone", required=True,
                    help="bninception | resnet18 | resnet50 | tiny | timm:NAME | a registered name")
     c.add_argument("--modality", default="rgb", help="rgb (default) | flow | rawoff | rgbdiff: the first conv's "
@@ -56,8 +56,10 @@ def run_weights_check(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         check_writable(args.json)
+    from offnet.hub import resolve_weights
+
     net, _ = build_backbone(args.backbone, in_channels=get_modality(args.modality).network_channels)
-    report = check_backbone_weights(net, args.file, first_conv=net.first_conv)
+    report = check_backbone_weights(net, resolve_weights(args.file), first_conv=net.first_conv)
     spec = report.spec
     print(f"{args.file} -> {args.backbone} ({args.modality})")
     print(f"loads {len(report.used)} of {len(net.state_dict())} backbone tensors")

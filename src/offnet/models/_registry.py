@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..hub import resolve_weights
 from ..modalities import get_modality
 from .backbone import SCALES, Backbone, InputSpec
 from .bninception import bninception
@@ -182,9 +183,11 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
         modality: ``rgb``, ``flow``, ``rawoff`` or ``rgbdiff`` (see :mod:`offnet.modalities`).
         backbone: ``bninception`` (default, as the paper), ``resnet18``, ``resnet50``, ``tiny``, a name added
             with :func:`register_backbone`, or ``timm:NAME`` (a timm model, see :mod:`offnet.models.timm_backbone`).
-        pretrained: a local file of backbone weights (a converted BN-Inception or torchvision ResNet
-            state dict). Non-RGB modalities get TSN's cross-modality init of the first convolution. With a
-            ``timm:NAME`` backbone, ``"timm"`` loads timm's own weights for ``NAME``.
+        pretrained: backbone weights (a converted BN-Inception or torchvision ResNet state dict): a local
+            file, an ``https://``/``file://`` URL or ``hf-hub:owner/repo[/file]`` (downloaded once into the
+            cache, with an optional ``#sha256=`` check; :mod:`offnet.hub`). Non-RGB modalities get TSN's
+            cross-modality init of the first convolution. With a ``timm:NAME`` backbone, ``"timm"`` loads
+            timm's own weights for ``NAME``.
         dropout: before every classifier (0.8 in the paper).
         spatial_mode: OFF operator mode, ``paper`` (Sobel x/y on the reduced feature) or ``official``.
         replicate_official_misalignment: reproduce the authors' training-time pairing bug.
@@ -211,6 +214,7 @@ def create_model(name: str, *, num_classes: int, modality: str = "rgb", backbone
                          f"not {backbone!r}; give a weights file for this backbone")
     net, size = build_backbone(backbone, in_channels=mod.network_channels, timm_pretrained=timm_weights)
     if pretrained is not None and not timm_weights:
+        pretrained = resolve_weights(pretrained)  # a URL or hf-hub: reference is downloaded once
         load_backbone_weights(net, pretrained, first_conv=net.first_conv)
         if input_spec is None:
             spec, where = weights_preprocessing(pretrained, net.input_spec)
