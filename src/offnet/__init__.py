@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 from .modalities import MODALITIES, get_modality
-from .models import create_model, fuse_scores, list_backbones, list_models
+from .models import Backbone, InputSpec, create_model, fuse_scores, list_backbones, list_models, register_backbone
 from .tools.predict import Prediction, Predictor
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "list_backbones", "fuse_scores", "MODALITIES", "get_modality",
+__all__ = ["create_model", "list_models", "list_backbones", "register_backbone", "Backbone", "InputSpec",
+           "fuse_scores", "MODALITIES", "get_modality",
            "Predictor", "Prediction", "__version__"]

@@ -63,9 +63,10 @@ def _safe_load(text: str) -> Any:
 
 
 MODEL_NAMES = ("tsn", "off", "hypnet")
-BACKBONES = ("bninception", "resnet18", "resnet50", "tiny")
 MODALITY_NAMES = ("rgb", "flow", "rawoff", "rgbdiff")
-DATASETS = ("ucf101", "hmdb51", "folder", "list", "synth")
+DATASETS = ("ucf101", "hmdb51", "kinetics", "sthv2", "folder", "list", "synth")
+#: datasets whose classes a horizontal flip would swap ("left to right"): data.flip defaults to false
+NO_FLIP_DATASETS = ("sthv2",)
 SAMPLERS = ("tsn", "off", "off_code")
 SCHEDULES = ("multistep", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -78,7 +79,7 @@ class ModelConfig:
     """Which network to build: the keyword arguments of ``offnet.create_model`` plus BN policy."""
 
     name: str = "off"  # tsn | off | hypnet
-    backbone: str = "bninception"  # bninception | resnet18 | resnet50 | tiny
+    backbone: str = "bninception"  # bninception | resnet18 | resnet50 | tiny | timm:NAME | a registered name
     modality: str = "rgb"  # rgb | flow | rawoff | rgbdiff
     pretrained: str | None = None  # backbone weights file (.pt), or None for random init
     dropout: float = 0.8  # dropout before every classification head (paper/TSN: 0.8)
@@ -97,7 +98,7 @@ class ModelConfig:
 class DataConfig:
     """Where the videos are and how clips are sampled and augmented."""
 
-    dataset: str = "ucf101"  # ucf101 | hmdb51 | folder (root/<class>/<video>) | list (list files) | synth
+    dataset: str = "ucf101"  # ucf101 | hmdb51 | kinetics | sthv2 | folder (root/<class>/<video>) | list | synth
     root: str | None = None  # dataset root (videos, or the folder tree); required except for synth
     split: int = 1  # official split number (UCF-101: 1-3, HMDB-51: 1-3)
     frames_root: str | None = None  # extracted frames (img_00001.jpg, flow_x_00001.jpg …), if used
@@ -111,7 +112,7 @@ class DataConfig:
     size: int = 224  # network input side in pixels
     resize_to: int | None = None  # resize frames' shorter side before cropping (None = as decoded)
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # multi-scale crop
-    flip: bool = True  # random horizontal flip at train time (disable for direction-sensitive classes)
+    flip: bool = True  # random horizontal flip at train time (disable for direction-sensitive classes; sthv2: false)
     num_workers: int = 4  # DataLoader worker processes per training process
     on_bad_video: str = "skip"  # skip (log and drop) | fail (stop) for unreadable/too-short videos
     min_frames: int = 1  # videos with fewer frames count as bad
@@ -253,6 +254,9 @@ class Config:
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> Config:
         """Build and validate a config from a (possibly partial) nested dict."""
         config = _build(cls, data, prefix="", source=source)
+        section = data.get("data") if isinstance(data, dict) else None
+        if config.data.dataset in NO_FLIP_DATASETS and not (isinstance(section, dict) and "flip" in section):
+            config.data.flip = False  # a flip would swap its "left"/"right" classes; data.flip=true overrides
         config.validate(source=source)
         return config
 
@@ -260,7 +264,6 @@ class Config:
         """Check values that a type alone cannot; raises ``ValueError`` naming the key."""
         checks: list[tuple[str, Any, tuple]] = [
             ("model.name", self.model.name, MODEL_NAMES),
-            ("model.backbone", self.model.backbone, BACKBONES),
             ("model.modality", self.model.modality, MODALITY_NAMES),
             ("model.spatial_mode", self.model.spatial_mode, ("paper", "official")),
             ("data.dataset", self.data.dataset, DATASETS),
@@ -278,6 +281,9 @@ class Config:
         for key, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{source}: {key}={value!r} is not valid; choose one of {list(valid)}")
+        if not self.model.backbone.strip():
+            raise ValueError(f"{source}: model.backbone is empty; name a backbone (e.g. bninception, resnet50, "
+                             "timm:NAME or one added with offnet.register_backbone)")
         if (
             not self.stages
             or any(s not in (1, 2, 3) for s in self.stages)

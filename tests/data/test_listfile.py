@@ -207,7 +207,7 @@ def test_load_split_folder_with_train_test(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"dataset": "kinetics"}, ValueError, "unknown dataset"),
+        ({"dataset": "kinetics700"}, ValueError, "unknown dataset"),
         ({"dataset": "folder", "subset": "val"}, ValueError, "unknown subset"),
         ({"dataset": "folder", "frames_root": "/nonexistent/frames"}, FileNotFoundError, "frames root"),
     ],

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from offnet.cli import main
-from offnet.tools.bench import DataBenchResult, bench_data, find_bench_data, format_results, generate_bench_data
+from offnet.data.decode import count_frames
+from offnet.tools.bench import (
+    DataBenchResult,
+    available_encoder,
+    bench_data,
+    find_bench_data,
+    format_results,
+    generate_bench_data,
+)
 
 
 def test_generate_and_find_bench_data(tmp_path):
@@ -27,8 +35,31 @@ def _empty_dir(tmp_path):
 def test_bench_data_counts_every_clip(tmp_path):
     generate_bench_data(tmp_path, num_videos=2, num_frames=12, height=48, width=64)
     results = bench_data(root=tmp_path, workers=[0], segments=3, size=32, clips=6, batch_size=4)
-    assert [(r.source, r.workers, r.clips) for r in results] == [("video", 0, 6), ("frames", 0, 6)]
+    assert [(r.source, r.workers, r.clips) for r in results] == [("avi", 0, 6), ("frames", 0, 6)]
     assert all(r.seconds > 0 and r.clips_per_s > 0 for r in results)
+
+
+def test_every_container_is_timed_webm_too(tmp_path):
+    if available_encoder(".webm") is None:
+        pytest.skip("this PyAV build has no VP9/VP8 encoder: no .webm to time")
+    videos, folders = generate_bench_data(tmp_path, num_videos=2, num_frames=12, height=48, width=64,
+                                          containers=(".avi", ".mp4", ".webm"))
+    assert sorted(p.path.name for p in videos)[-2:] == ["v_Bench_g01_c02.mp4", "v_Bench_g01_c02.webm"]
+    assert len(folders) == 2 and all(count_frames(v.path) == 12 for v in videos)
+    results = bench_data(root=tmp_path, workers=[0], segments=3, size=32, clips=4, batch_size=2)
+    assert [r.source for r in results] == ["avi", "mp4", "webm", "frames"] and all(r.clips == 4 for r in results)
+
+
+def test_a_container_without_encoder_is_skipped(tmp_path, monkeypatch, caplog):
+    from offnet.tools import bench
+
+    monkeypatch.setitem(bench.CONTAINERS, ".webm", (("no-such-encoder", {}),))
+    videos, _ = generate_bench_data(tmp_path, num_videos=1, num_frames=6, height=48, width=64,
+                                    containers=(".avi", ".webm"))
+    assert [v.path.suffix for v in videos] == [".avi"]
+    assert "no encoder for .webm (tried no-such-encoder)" in caplog.text
+    with pytest.raises(ValueError, match="unknown container '.flv'"):
+        available_encoder(".flv")
 
 
 def test_format_results():
@@ -41,7 +72,7 @@ def test_cli_bench_data_prints_a_table(tmp_path, capsys):
     rc = main(["bench", "data", "--root", str(tmp_path), "--workers", "0", "--clips", "2", "--size", "32"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "video" in out and "frames" in out and "clips/s" in out
+    assert "avi" in out and "frames" in out and "clips/s" in out
 
 
 def test_cli_bench_errors(tmp_path, capsys):
@@ -49,4 +80,7 @@ def test_cli_bench_errors(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "data", "--workers", "-1"])
+    with pytest.raises(SystemExit):
+        main(["bench", "data", "--containers", "avi,flv"])
+    assert "--containers takes some of avi,mp4,webm; got 'avi,flv'" in capsys.readouterr().err
     assert main(["bench"]) == 2

@@ -54,6 +54,17 @@ def _workers(text: str) -> list[int]:
     return values
 
 
+def _containers(text: str) -> list[str]:
+    from offnet.tools.bench import CONTAINERS
+
+    values = [f".{v.strip().lstrip('.').lower()}" for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in CONTAINERS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(f"--containers takes some of {','.join(c[1:] for c in CONTAINERS)}; "
+                                         f"got {text!r}")
+    return values
+
+
 def _configure_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, help="folder of videos and/or frame folders (default: generate a small set)")
     p.add_argument("--workers", type=_workers, default=[0, 2], help="loader worker counts, comma-separated (0,2)")
@@ -62,6 +73,9 @@ def _configure_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", type=_positive, default=64, help="clips per timed pass (64)")
     p.add_argument("--batch-size", type=_positive, default=8, help="loader batch size (8)")
     p.add_argument("--videos", type=_positive, default=4, help="videos to generate without --root (4)")
+    p.add_argument("--containers", type=_containers, default=[".avi", ".mp4", ".webm"],
+                   help="containers to generate without --root: avi (MPEG-4), mp4 (H.264), webm (VP9), comma-separated "
+                   "(default avi,mp4,webm; one this PyAV build cannot encode is skipped with a warning)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -77,13 +91,15 @@ def _run_data(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_videos=args.videos,
         seed=args.seed,
+        containers=args.containers,
     )
     print(format_results(results))
     return 0
 
 
 add_bench_command(
-    "data", "clips/s of the training data loader (video files vs frame folders)", _configure_data, _run_data
+    "data", "clips/s of the training data loader (.avi / .mp4 / .webm video files vs frame folders)",
+    _configure_data, _run_data
 )
 
 

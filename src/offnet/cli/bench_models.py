@@ -24,13 +24,12 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..models._registry import BACKBONES, check_clip_geometry
+    from ..models._registry import BACKBONES, check_backbone_name, check_clip_geometry
     from ..tools.bench_models import bench_models, format_model_results
 
     archs = [a for a in args.archs.split(",") if a]
-    if args.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(BACKBONES)}")
-    check_clip_geometry(archs, segments=args.segments, size=args.size or BACKBONES[args.backbone][1])
+    check_backbone_name(args.backbone)
+    check_clip_geometry(archs, segments=args.segments, size=args.size or BACKBONES.get(args.backbone, (None, 224))[1])
     if args.batch < 1 or args.repeats < 1:
         raise ValueError(f"--batch and --repeats must be at least 1, got {args.batch} and {args.repeats}")
     if args.threads:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 from pathlib import Path
 
 __all__ = ["register"]
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(with --on-bad-video skip: when nothing usable remains).",
     )
     c.add_argument(
-        "--dataset", required=True, choices=["ucf101", "hmdb51", "folder", "list"], help="layout of ROOT"
+        "--dataset", required=True, choices=["ucf101", "hmdb51", "kinetics", "sthv2", "folder", "list"],
+        help="layout of ROOT (kinetics, sthv2: the training set and the validation set as 'test')"
     )
     c.add_argument("--root", required=True, type=Path, help="dataset root folder")
     c.add_argument("--split", type=int, default=1, help="official split 1..3 (ucf101/hmdb51; default 1)")
@@ -140,7 +142,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{s}: {rep.total} listed, {len(rep.good)} usable, {len(rep.bad)} bad")
     bad = report.bad
     if bad:
-        print(f"\n{len(bad)} bad video(s):")
+        kinds = Counter(b.kind for b in bad)
+        print(f"\n{len(bad)} bad video(s) ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}):")
         for b in bad[: args.max_listed]:
             print(f"  {b}")
         if len(bad) > args.max_listed:

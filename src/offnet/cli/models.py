@@ -25,12 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import get_modality
     from ..models import BACKBONES, create_model, list_models
-    from ..models._registry import check_clip_geometry
+    from ..models._registry import check_backbone_name, check_clip_geometry
     from ..models.complexity import count_gflops, count_parameters
 
-    if args.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(BACKBONES)}")
-    size = args.size or BACKBONES[args.backbone][1]
+    check_backbone_name(args.backbone)
+    size = args.size or BACKBONES.get(args.backbone, (None, 224))[1]  # timm:NAME: 224 unless --size
     check_clip_geometry(list_models(), segments=args.segments, size=size)
     print(f"backbone {args.backbone}, input (1, {args.segments}, C, {size}, {size}), "
           f"{args.num_classes} classes; GFLOPs count multiply-adds once")

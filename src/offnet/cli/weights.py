@@ -27,8 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "use, the tensors whose shapes differ, and the input preprocessing the weights expect.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("file", type=Path, help="weights file (.pth / .pt)")
-    c.add_argument("--backbone", required=True, help="bninception | resnet18 | resnet50 | tiny")
+    c.add_argument("file", help="weights file (.pth / .pt), https:// or file:// URL, or hf-hub:owner/repo[/file]")
+    c.add_argument("--backbone", required=True,
+                   help="bninception | resnet18 | resnet50 | tiny | timm:NAME | a registered name")
     c.add_argument("--modality", default="rgb", help="rgb (default) | flow | rawoff | rgbdiff: the first conv's "
                    "input channels (RGB weights are averaged over channels for the others)")
     c.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
@@ -50,16 +51,15 @@ def run_weights_check(args: argparse.Namespace) -> int:
 
     from offnet.fileio import atomic_write_text, check_writable
     from offnet.modalities import get_modality
-    from offnet.models._registry import BACKBONES
+    from offnet.models._registry import build_backbone
     from offnet.models.weights import check_backbone_weights
 
-    if args.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {args.backbone!r}; choose one of {', '.join(BACKBONES)}")
     if args.json is not None:
         check_writable(args.json)
-    factory, _ = BACKBONES[args.backbone]
-    net = factory(in_channels=get_modality(args.modality).network_channels)
-    report = check_backbone_weights(net, args.file, first_conv=net.first_conv)
+    from offnet.hub import resolve_weights
+
+    net, _ = build_backbone(args.backbone, in_channels=get_modality(args.modality).network_channels)
+    report = check_backbone_weights(net, resolve_weights(args.file), first_conv=net.first_conv)
     spec = report.spec
     print(f"{args.file} -> {args.backbone} ({args.modality})")
     print(f"loads {len(report.used)} of {len(net.state_dict())} backbone tensors")

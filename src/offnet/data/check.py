@@ -252,7 +252,9 @@ def validate_records(
     for b in bad:
         log.warning("skipping %s", b)
     if bad:
-        log.warning("skipped %d of %d videos", len(bad), len(records))
+        kinds = Counter(b.kind for b in bad)
+        log.warning("skipped %d of %d videos (%s)", len(bad), len(records),
+                    ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     if records and not good:
         raise ValueError(f"none of the {len(records)} videos is usable, e.g. {bad[0]}; run `offnet data check` "
                          "for the list")

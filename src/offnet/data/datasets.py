@@ -4,6 +4,8 @@ Layouts (details in the modules that parse them):
 
 * ``"ucf101"`` — UCF-101 as distributed (:mod:`offnet.data.ucf101`), splits 1–3.
 * ``"hmdb51"`` — HMDB-51 as distributed (:mod:`offnet.data.hmdb51`), splits 1–3.
+* ``"kinetics"`` — Kinetics-400/600/700 as distributed (:mod:`offnet.data.kinetics`); ``test`` = validation.
+* ``"sthv2"`` — Something-Something v2 as distributed (:mod:`offnet.data.sthv2`); ``test`` = validation.
 * ``"folder"`` — your own videos, one folder per class: ``ROOT/<class>/<video>`` (class names = sorted
   folder names). With ``ROOT/train/<class>/…`` and ``ROOT/test/<class>/…`` the subsets come from those;
   otherwise every video is in ``"train"`` and ``"test"`` is empty. A class folder may hold video files or
@@ -30,7 +32,7 @@ __all__ = ["DATASETS", "SUBSETS", "SplitData", "load_split", "load_folder"]
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list")
+DATASETS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics", "sthv2", "folder", "list")
 SUBSETS: tuple[str, ...] = ("train", "test")
 
 
@@ -46,7 +48,8 @@ def load_split(
 ) -> SplitData:
     """Parse one subset (``"train"`` / ``"test"``) of one split of a dataset.
 
-    ``split`` selects the official split (1, 2 or 3) of UCF-101 and HMDB-51 and is ignored otherwise.
+    ``split`` selects the official split (1, 2 or 3) of UCF-101 and HMDB-51 and is ignored otherwise
+    (Kinetics and Something-Something v2 have one split: ``test`` is their validation set).
     ``list_file`` (required for ``"list"``) and ``class_file`` (optional, ``"list"`` only) name the list
     files; ``list_file`` is the list of the requested subset. Raises ``ValueError`` naming the file and
     line of every malformed split line, and ``FileNotFoundError`` for a missing root or split file.
@@ -72,6 +75,14 @@ def load_split(
         from offnet.data.hmdb51 import load_hmdb51
 
         return load_hmdb51(root, split=split, subset=subset, frames_root=frames_root)
+    if dataset == "kinetics":
+        from offnet.data.kinetics import load_kinetics
+
+        return load_kinetics(root, subset=subset, frames_root=frames_root)
+    if dataset == "sthv2":
+        from offnet.data.sthv2 import load_sthv2
+
+        return load_sthv2(root, subset=subset, frames_root=frames_root)
     if dataset == "folder":
         return load_folder(root, subset=subset, frames_root=frames_root)
     if list_file is None:

@@ -16,7 +16,12 @@ is the ``i``-th smallest. To read frame ``i`` the decoder seeks to the last keyf
 decodes forward, recognising frames by ``pts``. Containers without usable timestamps fall back to decoding
 from the start and counting. The index is verified (the tail of the video is decoded, and the packet count
 is compared with the container's frame count) and rebuilt from a full decode when they disagree; it is
-cached per ``(path, size, mtime)`` for the life of the process.
+cached per ``(path, size, mtime)``.
+
+The cache is per process (each DataLoader worker has its own) and bounded: it keeps the indexes of the
+:func:`index_cache_size` most recently used videos (``$OFFNET_INDEX_CACHE``, default 4096; frame folders' counts
+likewise) and forgets the least recently used, so a dataset of Kinetics' size (240k videos) does not grow a
+worker's memory without limit. Timestamps are stored as packed 64-bit integers (8 bytes a frame).
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from array import array
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -42,6 +50,9 @@ __all__ = [
     "read_flow_frames",
     "iter_frames",
     "clear_cache",
+    "index_cache_size",
+    "set_index_cache_size",
+    "INDEX_CACHE_ENV",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,29 +76,107 @@ class _VideoIndex:
 
     ``pts`` are the presentation timestamps of the decodable frames in order (``None`` when the container
     has no usable timestamps: then frames are found by decoding from the start and counting);
-    ``key_positions`` are the frame indices of keyframes (seek targets), ascending, starting with 0.
+    ``key_positions`` are the frame indices of keyframes (seek targets), ascending, starting with 0. Both
+    are packed ``array("q")`` (8 bytes an entry, a tuple of ints takes about 36).
     """
 
     num_frames: int
     height: int
     width: int
-    pts: tuple[int, ...] | None
-    key_positions: tuple[int, ...]
+    pts: array | None
+    key_positions: array
 
     def keyframe_at_or_before(self, index: int) -> int:
         return self.key_positions[bisect.bisect_right(self.key_positions, index) - 1]
 
 
-_CACHE: dict[tuple[str, int, int], _VideoIndex] = {}
-_FOLDER_CACHE: dict[tuple[str, int, str], int] = {}
-_CACHE_LOCK = threading.Lock()
+class _LRU:
+    """A mapping that keeps its ``maxsize`` most recently used entries (thread-safe)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.maxsize = maxsize
+        self.hits = self.misses = self.evictions = 0
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            self._shrink()
+
+    def resize(self, maxsize: int) -> None:
+        with self._lock:
+            self.maxsize = maxsize
+            self._shrink()
+
+    def _shrink(self) -> None:
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+            self.evictions += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
+
+
+#: environment variable: how many video indexes (and frame-folder counts) each process keeps
+INDEX_CACHE_ENV = "OFFNET_INDEX_CACHE"
+_DEFAULT_INDEX_CACHE = 4096
+
+
+def _size_from_env() -> int:
+    text = os.environ.get(INDEX_CACHE_ENV, "").strip()
+    if not text:
+        return _DEFAULT_INDEX_CACHE
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{INDEX_CACHE_ENV}={text!r}: give the number of videos whose index each process keeps "
+                         f"(an integer >= 1, default {_DEFAULT_INDEX_CACHE})")
+    return int(text)
+
+
+_CACHE = _LRU(_size_from_env())  # (path, size, mtime) -> _VideoIndex
+_FOLDER_CACHE = _LRU(_CACHE.maxsize)  # (path, mtime, pattern) -> frame count
+
+
+def index_cache_size() -> int:
+    """How many video indexes (and frame-folder counts) this process keeps (least recently used go first)."""
+    return _CACHE.maxsize
+
+
+def set_index_cache_size(maxsize: int) -> None:
+    """Keep at most ``maxsize`` video indexes (and as many frame-folder counts) in this process.
+
+    DataLoader workers inherit ``$OFFNET_INDEX_CACHE`` (read when this module is imported); call this in the
+    main process before workers start, or set the variable, to change it for them too.
+    """
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+        raise ValueError(f"index cache size must be an integer >= 1, got {maxsize!r}")
+    _CACHE.resize(maxsize)
+    _FOLDER_CACHE.resize(maxsize)
 
 
 def clear_cache() -> None:
     """Forget every cached video index and folder count (tests; files rewritten in place)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-        _FOLDER_CACHE.clear()
+    _CACHE.clear()
+    _FOLDER_CACHE.clear()
 
 
 def _hint(path: Path) -> str:
@@ -121,13 +210,11 @@ def _video_index(path: Path) -> _VideoIndex:
     if not path.exists():
         raise FileNotFoundError(f"video not found: {path}; check the dataset root and the list file")
     key = _cache_key(path)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
+    cached = _CACHE.get(key)
     if cached is not None:
         return cached
     index = _build_index(path)
-    with _CACHE_LOCK:
-        _CACHE[key] = index
+    _CACHE.put(key, index)
     return index
 
 
@@ -168,7 +255,7 @@ def _build_index(path: Path) -> _VideoIndex:
             position = {ts: i for i, ts in enumerate(stamps)}
             key_positions = sorted({position[k] for k in keys if k in position})
             if _tail_decodes(container, stream, stamps, stamps[key_positions[-1]]):
-                return _VideoIndex(len(stamps), height, width, tuple(stamps), tuple(key_positions))
+                return _VideoIndex(len(stamps), height, width, array("q", stamps), array("q", key_positions))
             log.debug("%s: tail of the video does not decode as indexed; decoding to count frames", path)
     finally:
         container.close()
@@ -225,8 +312,8 @@ def _index_by_decoding(path: Path) -> _VideoIndex:
         and bool(keys)
         and keys[0] == 0
     )
-    pts = tuple(stamps) if seekable else None  # type: ignore[arg-type]
-    return _VideoIndex(len(stamps), height, width, pts, tuple(keys) if seekable else (0,))
+    pts = array("q", stamps) if seekable else None  # type: ignore[arg-type]
+    return _VideoIndex(len(stamps), height, width, pts, array("q", keys if seekable else (0,)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,8 +324,7 @@ def _index_by_decoding(path: Path) -> _VideoIndex:
 def _folder_count(folder: Path, pattern: re.Pattern[str]) -> int:
     st = folder.stat()
     key = (str(folder.resolve()), st.st_mtime_ns, pattern.pattern)
-    with _CACHE_LOCK:
-        cached = _FOLDER_CACHE.get(key)
+    cached = _FOLDER_CACHE.get(key)
     if cached is not None:
         return cached
     numbers = sorted(int(m.group(1)) for name in os.listdir(folder) if (m := pattern.match(name)))
@@ -248,8 +334,7 @@ def _folder_count(folder: Path, pattern: re.Pattern[str]) -> int:
             f"{folder}: frame files are not numbered 1..{len(numbers)} without gaps "
             f"(missing numbers: {missing[:10]}{' …' if len(missing) > 10 else ''}); re-extract the frames"
         )
-    with _CACHE_LOCK:
-        _FOLDER_CACHE[key] = len(numbers)
+    _FOLDER_CACHE.put(key, len(numbers))
     return len(numbers)
 
 

@@ -106,7 +106,13 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
 # ------------------------------------------------------------------------------------------ helpers
 def _check_backbone_source(config: Config, *, run_dir: Path, finetune_from: str | Path | None) -> None:
     """Refuse to freeze a backbone that was never trained; warn when a large one starts from random weights."""
+    from ..models._registry import check_backbone_name
+
     m = config.model
+    try:
+        check_backbone_name(m.backbone)  # a typo stops the run before any video is checked
+    except ValueError as exc:
+        raise ValueError(f"model.backbone: {exc}") from None
     fresh = stage_status(run_dir, config.stages[0]) == "new"
     if (config.stages[0] == 2 and fresh and finetune_from is None and m.pretrained is None
             and not m.allow_untrained_frozen_backbone):

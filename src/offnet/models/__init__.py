@@ -1,6 +1,6 @@
 """Models: backbones, the OFF operator, the OFF sub-network and the TSN / OFF / Hyp-Net recognizers."""
 
-from ._registry import BACKBONES, create_model, list_backbones, list_models
+from ._registry import BACKBONES, create_model, list_backbones, list_models, register_backbone
 from .backbone import SCALES, Backbone, InputSpec
 from .fusion import fuse_scores
 from .networks import ActionRecognizer
@@ -9,6 +9,7 @@ from .weights import load_backbone_weights, load_state_dict_checked, read_state_
 
 __all__ = [
     "SCALES", "Backbone", "InputSpec", "BACKBONES", "create_model", "list_backbones", "list_models",
+    "register_backbone",
     "fuse_scores", "ActionRecognizer", "OFFOperator", "sobel_xy", "temporal_difference",
     "load_backbone_weights", "load_state_dict_checked", "read_state_dict",
 ]

@@ -1,8 +1,10 @@
 """Data-pipeline throughput: clips/s of the training loader (decode + sample + transform).
 
-:func:`bench_data` times one pass of :func:`offnet.data.clips.make_loader` over video files and over
-frame folders holding the same frames, for each requested worker count. Without a ``root`` it generates
-a small UCF-101-like set first (320x240 MPEG-4 ``.avi`` files and their JPEG frame folders).
+:func:`bench_data` times one pass of :func:`offnet.data.clips.make_loader` over video files (per container:
+``.avi``, ``.mp4``, ``.webm``) and over frame folders holding the same frames, for each requested worker count.
+Without a ``root`` it generates a small UCF-101-like set first: the same 320x240 frames encoded as MPEG-4
+``.avi`` (UCF-101, HMDB-51), H.264 ``.mp4`` (Kinetics) and VP9 ``.webm`` (Something-Something v2), when this
+PyAV build has the encoder, and their JPEG frame folders.
 """
 
 from __future__ import annotations
@@ -24,18 +26,25 @@ from offnet.data.records import VideoRecord
 from offnet.data.sampling import make_sampler
 from offnet.data.transforms import build_transform
 
-__all__ = ["DataBenchResult", "generate_bench_data", "find_bench_data", "bench_data", "format_results"]
+__all__ = ["DataBenchResult", "CONTAINERS", "available_encoder", "generate_bench_data", "find_bench_data", "bench_data",
+           "format_results"]
 
 log = logging.getLogger(__name__)
 
 _VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".webm", ".mov"}
+#: container -> encoders to try in order, and their options (fast settings: the decoder is what is timed)
+CONTAINERS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
+    ".avi": (("mpeg4", {}),),
+    ".mp4": (("libx264", {"preset": "veryfast"}), ("mpeg4", {})),
+    ".webm": (("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"}), ("libvpx", {"deadline": "realtime"})),
+}
 
 
 @dataclass(frozen=True)
 class DataBenchResult:
     """One timed loader pass."""
 
-    source: str  # "video" or "frames"
+    source: str  # a video container ("avi", "mp4", "webm", …) or "frames"
     workers: int
     segments: int
     size: int
@@ -63,33 +72,66 @@ def _synthetic_frames(rng: np.random.Generator, num_frames: int, height: int, wi
     return frames
 
 
-def generate_bench_data(
-    root: Path, *, num_videos: int = 4, num_frames: int = 60, height: int = 240, width: int = 320, seed: int = 0
-) -> tuple[list[VideoRecord], list[VideoRecord]]:
-    """Write ``num_videos`` MPEG-4 ``.avi`` videos and a JPEG frame folder of each under ``root``.
+def available_encoder(suffix: str) -> tuple[str, dict[str, str]] | None:
+    """``(encoder, options)`` this PyAV build has for the container ``suffix`` (``.webm`` …), or None."""
+    if suffix not in CONTAINERS:
+        raise ValueError(f"unknown container {suffix!r}; choose from {', '.join(CONTAINERS)}")
+    for name, options in CONTAINERS[suffix]:
+        try:
+            av.codec.Codec(name, "w")
+        except Exception:  # noqa: BLE001 - PyAV raises different errors for a codec it lacks
+            continue
+        return name, options
+    return None
 
+
+def _encode(path: Path, frames: np.ndarray, codec: str, options: dict[str, str]) -> None:
+    """Write ``frames (L, H, W, 3)`` uint8 RGB to ``path`` at 25 fps, a keyframe every 12 frames."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.bit_rate = 1_500_000
+        stream.codec_context.gop_size = 12
+        stream.options = dict(options)
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def generate_bench_data(
+    root: Path, *, num_videos: int = 4, num_frames: int = 60, height: int = 240, width: int = 320, seed: int = 0,
+    containers: Sequence[str] = (".avi",),
+) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """Write ``num_videos`` videos in each of ``containers`` (the same frames) and a JPEG frame folder of each.
+
+    A container whose encoders this PyAV build lacks (VP9/VP8 for ``.webm``) is skipped with a warning.
     Returns ``(video_records, folder_records)`` with labels ``0 … num_videos-1``.
     """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
+    encoders = {suffix: available_encoder(suffix) for suffix in containers}
+    for suffix, encoder in encoders.items():
+        if encoder is None:
+            log.warning("this PyAV build has no encoder for %s (tried %s): no %s videos to time", suffix,
+                        ", ".join(name for name, _ in CONTAINERS[suffix]), suffix)
     videos, folders = [], []
     for v in range(num_videos):
-        path = root / f"v_Bench_g01_c{v + 1:02d}.avi"
-        with av.open(str(path), mode="w") as container:
-            stream = container.add_stream("mpeg4", rate=25)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.bit_rate = 1_500_000
-            stream.codec_context.gop_size = 12
-            for frame in _synthetic_frames(rng, num_frames, height, width):
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        folder = root / "frames" / path.stem
+        frames = _synthetic_frames(rng, num_frames, height, width)
+        written = []
+        for suffix, encoder in encoders.items():
+            if encoder is not None:
+                path = root / f"v_Bench_g01_c{v + 1:02d}{suffix}"
+                _encode(path, frames, *encoder)
+                videos.append(VideoRecord(path=path, label=v, num_frames=num_frames))
+                written.append(path)
+        if not written:
+            continue
+        folder = root / "frames" / written[0].stem
         folder.mkdir(parents=True, exist_ok=True)
-        for i, frame in enumerate(iter_frames(path)):
+        for i, frame in enumerate(iter_frames(written[0])):
             cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        videos.append(VideoRecord(path=path, label=v, num_frames=num_frames))
         folders.append(VideoRecord(path=folder, label=v, num_frames=num_frames))
     return videos, folders
 
@@ -141,20 +183,26 @@ def bench_data(
     batch_size: int = 8,
     num_videos: int = 4,
     seed: int = 0,
+    containers: Sequence[str] = tuple(CONTAINERS),
 ) -> list[DataBenchResult]:
-    """Time the RGB training loader on video files and on frame folders, for each worker count.
+    """Time the RGB training loader on video files (per container) and on frame folders, per worker count.
 
     The clock covers one full pass of ``clips`` clips (worker start-up included), using the OFF sampler
     with ``segments`` segments and the multi-scale crop to ``size``. The video index (frame count) is
-    counted before timing, as a training run counts once.
+    counted before timing, as a training run counts once. ``containers`` are generated without a ``root``
+    (``.avi``, ``.mp4``, ``.webm``: those this PyAV build can encode); under a ``root`` every container found is
+    timed separately.
     """
     with tempfile.TemporaryDirectory(prefix="offnet-bench-") as tmp:
         if root is None:
-            videos, folders = generate_bench_data(Path(tmp), num_videos=num_videos, seed=seed)
+            videos, folders = generate_bench_data(Path(tmp), num_videos=num_videos, seed=seed, containers=containers)
         else:
             videos, folders = find_bench_data(Path(root))
+        by_container: dict[str, list[VideoRecord]] = {}
+        for record in videos:
+            by_container.setdefault(record.path.suffix.lower().lstrip("."), []).append(record)
         results = []
-        for source, records in (("video", videos), ("frames", folders)):
+        for source, records in (*by_container.items(), ("frames", folders)):
             if not records:
                 log.info("no %s inputs; skipping", source)
                 continue
@@ -171,6 +219,7 @@ def bench_data(
 def format_results(results: Sequence[DataBenchResult]) -> str:
     """A plain-text table of the results."""
     header = f"{'source':<8} {'workers':>7} {'T':>3} {'size':>5} {'clips':>6} {'seconds':>8} {'clips/s':>8}"
+    # source: the video container (decoded with PyAV) or "frames" (JPEG folders, OpenCV)
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(
