@@ -19,7 +19,7 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--flow"]) == 0
     printed = capsys.readouterr().out
-    for column in ("method", "top-1", "mean cls", "rev. pairs", "clips/s", "frames/s"):
+    for column in ("method", "top-1", "mean cls", "rev. pairs", "videos/s", "frames/s"):
         assert column in printed
     results = json.loads((out / "results.json").read_text())
     assert results["wall_s"] > 0
