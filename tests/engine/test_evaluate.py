@@ -60,6 +60,26 @@ def test_chunking_crops_changes_nothing(chunk_images):
         torch.testing.assert_close(chunked[level], reference[level])
 
 
+@pytest.mark.parametrize("arch", ["off", "hypnet", "tsn"])
+def test_chunking_segments_gives_the_scores_of_one_forward(arch):
+    """25 segments in windows of a few (overlapping by one): every OFF pair and segment counted once."""
+    from offnet import create_model
+
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=4, backbone="tiny").eval()
+    clips = torch.randn(1, 2, 25, 3, 32, 32)  # (B, crops, T, C, H, W)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[1]))
+    with torch.no_grad():
+        whole = score_clips(model, clips, chunk_images=10_000)
+        assert calls == [25]
+        calls.clear()
+        windowed = score_clips(model, clips, chunk_images=4)
+    assert max(calls) == 4 and len(calls) > 2 * 7  # memory bounded by the budget, not by T
+    for level in whole:
+        torch.testing.assert_close(windowed[level], whole[level], rtol=1e-5, atol=1e-5)
+
+
 def test_single_crop_clip_shape_is_accepted():
     clips = _clips()[:, 0]  # (B, T, C, H, W)
     scores = score_clips(ToySegmentModel(num_classes=3).eval(), clips)
@@ -176,3 +196,15 @@ def test_evaluate_skip_leaves_out_unreadable_videos_and_fail_names_them(mini_rec
     np.testing.assert_array_equal(skipped.labels, good_only.labels)
     with pytest.raises((VideoDecodeError, RuntimeError, ValueError), match="v_Broken_g01_c01.avi"):
         evaluate(ToySegmentModel(num_classes=2), [records[0], broken, *records[2:]], names, **kwargs)
+
+
+def test_memory_budget_sets_frames_per_forward():
+    from offnet import create_model
+    from offnet.engine.evaluate import frames_for_memory
+
+    model = create_model("off", num_classes=4, backbone="tiny")
+    small, large = (frames_for_memory(model, size=64, budget_mb=mb) for mb in (1, 64))
+    assert 2 <= small < large
+    assert frames_for_memory(create_model("off", num_classes=4, backbone="tiny"), size=128, budget_mb=64) < large
+    with pytest.raises(ValueError, match="--max-memory must be positive"):
+        frames_for_memory(model, size=64, budget_mb=0)

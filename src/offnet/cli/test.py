@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--chunk-images", type=_positive_int, default=256,
                    help="frames per forward pass; lower it if the GPU runs out of memory (default 256)")
+    p.add_argument("--max-memory", type=float, default=None, metavar="MB",
+                   help="bound the activation memory of the test protocol: frames per forward (crops, then "
+                   "windows of segments) sized to this budget; replaces --chunk-images; scores are unchanged")
     p.add_argument("--on-bad-video", choices=("fail", "skip"), default="fail",
                    help="stop at an unreadable video (default) or leave it out of the scores")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -117,6 +120,7 @@ def run_test(args: argparse.Namespace) -> int:
         frames_root=args.frames_root, segments=args.segments, crops=args.crops, crop_agg=args.crop_agg,
         out=args.out, batch_size=args.batch_size, workers=args.workers, device=args.device,
         chunk_images=args.chunk_images, on_bad_video=args.on_bad_video, progress=not args.no_progress,
+        max_memory_mb=args.max_memory,
     )
     result, meta = scored.result, scored.result.meta
     print(f"scored {len(result.names)} {meta['subset']} videos of split {meta['split']} ({meta['root']}) with "

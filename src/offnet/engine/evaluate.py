@@ -52,6 +52,7 @@ __all__ = [
     "aggregate_crops",
     "save_eval",
     "check_finite_scores",
+    "frames_for_memory",
     "load_eval",
     "result_metrics",
 ]
@@ -132,6 +133,61 @@ def _supports_segment_logits(model: nn.Module) -> bool:
         return False
 
 
+def frames_for_memory(model: nn.Module, *, size: int, budget_mb: float) -> int:
+    """Frames per forward that keep inference activations within ``budget_mb`` (an estimate, fp32).
+
+    One frame is pushed through the model on the ``meta`` device (no memory, no arithmetic) and every
+    module output is measured; a frame is charged the sum of the backbone's tapped maps (the OFF
+    sub-network needs them all at once) plus three times the largest single output (a layer's input,
+    output and a temporary). The model's weights are not part of the budget.
+    """
+    import copy
+
+    if budget_mb <= 0:
+        raise ValueError(f"--max-memory must be positive (MB), got {budget_mb}")
+    meta = copy.deepcopy(model).to("meta").eval()
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()) if torch.is_tensor(out) else None)
+             for m in meta.modules() if not list(m.children())]
+    taps: list[int] = []
+    backbone = getattr(meta, "backbone", None)
+    if backbone is not None:
+        hooks.append(backbone.register_forward_hook(
+            lambda _m, _i, out: taps.extend(t.numel() for t in out[0].values()) if isinstance(out, tuple) else None))
+    channels = getattr(getattr(meta, "modality", None), "data_channels", 3)
+    with torch.no_grad():
+        meta(torch.empty(1, 2, channels, size, size, device="meta"))  # two segments: OFF runs too
+    for h in hooks:
+        h.remove()
+    per_frame = (sum(taps) / 2 + 3 * max(sizes) / 2) * 4  # bytes; the probe held 2 frames
+    return max(2, int(budget_mb * 2**20 // per_frame))
+
+
+def _segment_windows(model: nn.Module, x: torch.Tensor, window: int) -> dict[str, torch.Tensor]:
+    """Per-segment / per-pair logits of ``x (N, T, C, H, W)`` computed ``window`` segments at a time.
+
+    Windows overlap by one segment. Levels with one output per segment drop the repeated first segment
+    of every later window; levels with one output per consecutive pair (OFF) keep all, since a window
+    starting at the previous window's last segment yields exactly the pairs that follow.
+    """
+    T = x.shape[1]
+    parts: dict[str, list[torch.Tensor]] = {}
+    start = 0
+    while True:
+        end = min(T, start + window)
+        out = model(x[:, start:end], consensus=False)
+        t = end - start
+        for level, logits in out.items():
+            per_segment = logits.shape[1] == t
+            if start > 0 and per_segment:
+                logits = logits[:, 1:]
+            parts.setdefault(level, []).append(logits)
+        if end == T:
+            break
+        start = end - 1
+    return {level: torch.cat(chunks, dim=1) for level, chunks in parts.items()}
+
+
 @torch.no_grad()
 def score_clips(
     model: nn.Module,
@@ -146,8 +202,10 @@ def score_clips(
         model: a model in eval mode following the offnet model API.
         clips: ``(B, crops, T, C, H, W)`` or ``(B, T, C, H, W)`` (one crop).
         crop_agg: ``"max"`` (code) or ``"mean"`` over crops, applied to per-segment logits.
-        chunk_images: at most this many frames (``B·crops·T``) per forward; at least one crop is
-            always pushed at once.
+        chunk_images: at most this many frames (``B·crops·T``) per forward. When one crop of the batch
+            alone has more frames, its segments are split into windows that overlap by one segment (so
+            every OFF pair is still computed once, from the same two segments): the scores are those of
+            one whole forward, and memory stays bounded for any crop and segment count.
     """
     if crop_agg not in CROP_AGGREGATIONS:
         raise ValueError(f"unknown crop aggregation {crop_agg!r}; choose one of {list(CROP_AGGREGATIONS)}")
@@ -159,11 +217,15 @@ def score_clips(
     per_segment = _supports_segment_logits(model)
     step = max(1, chunk_images // max(1, B * T))
     pieces: dict[str, list[torch.Tensor]] = {}
+    window = max(2, chunk_images // max(1, B)) if per_segment and B * T > chunk_images else T
     for start in range(0, crops, step):
         chunk = clips[:, start : start + step]
         c = chunk.shape[1]
         x = chunk.reshape(B * c, T, C, H, W)  # (B*c, T, C, H, W)
-        out = model(x, consensus=False) if per_segment else model(x)
+        if window < T:
+            out = _segment_windows(model, x, window)
+        else:
+            out = model(x, consensus=False) if per_segment else model(x)
         for level, logits in out.items():
             # per-segment: (B*c, S, K) -> (B, c, S, K); consensus-first: (B*c, K) -> (B, c, K)
             pieces.setdefault(level, []).append(logits.float().reshape(B, c, *logits.shape[1:]))

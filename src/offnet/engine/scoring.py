@@ -66,7 +66,7 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
                      data_root: str | None = None, frames_root: str | None = None, segments: int | None = None,
                      crops: int = 1, crop_agg: str = "max", out: str | Path | None = None, batch_size: int = 1,
                      workers: int = 2, device: str = "auto", chunk_images: int = 256, on_bad_video: str = "fail",
-                     progress: bool = True) -> ScoredRun:
+                     progress: bool = True, max_memory_mb: float | None = None) -> ScoredRun:
     """Score ``checkpoint`` (a run directory or a ``.pt`` file) and write its results into ``out``.
 
     Defaults come from the run's config: its data root, split, test segments, input size and resize.
@@ -102,6 +102,11 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
     modality = model.modality.name
     segments = segments or int(data.get("test_segments") or 25)
     size = int(data.get("size") or model.input_spec.size)
+    if max_memory_mb is not None:
+        from .evaluate import frames_for_memory
+
+        chunk_images = frames_for_memory(model, size=size, budget_mb=max_memory_mb)
+        log.info("--max-memory %.0f MB: at most %d frames per forward", max_memory_mb, chunk_images)
     log.info("scoring %d %s videos of split %d (%s) with %s: %d segments x %d crops, %s, %dpx",
              len(records), subset, split, root, path, segments, crops, modality, size)
     result = evaluate(

@@ -215,7 +215,7 @@ def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int,
                 model(inputs[method])
                 times[method].append(time.perf_counter() - t0)
     out = {}
-    for method, model in models.items():
+    for method in models:
         clips_per_s = 1.0 / statistics.median(times[method])
         # frames/s counts sampled time points (segments), not the raw frames a modality stacks per segment,
         # so that a Raw OFF or flow model is not made to look faster for reading more frames per segment
