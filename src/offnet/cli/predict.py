@@ -157,10 +157,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _finish_shards(args: argparse.Namespace, videos: list[str], ctx, status: dict) -> None:
     """Wait for every rank; rank 0 merges the parts into ``--out`` in input order when all succeeded."""
+    import torch.distributed as dist
+
     from ..engine.distributed import all_gather_objects
     from ..tools.results import merge_results, part_path
-
-    import torch.distributed as dist
 
     try:
         statuses = all_gather_objects(status, ctx)

@@ -45,7 +45,8 @@ class Predictor:
     """Loads a checkpoint once and scores videos with the test protocol of the run it came from.
 
     Args:
-        checkpoint: a run directory (its final stage's best checkpoint) or a ``.pt`` file.
+        checkpoint: a run directory (its final stage's best checkpoint), a ``.pt`` file, or a safetensors export
+            (``offnet export --format safetensors``: the ``.safetensors`` file or the folder holding it).
         segments: segments per video (default: the run's ``data.test_segments``).
         crops: 1, 3 or 10 crops per frame.
         device: ``cpu``, ``cuda`` … or ``None`` for automatic.
@@ -54,11 +55,19 @@ class Predictor:
     def __init__(self, checkpoint: str | Path, *, segments: int | None = None, crops: int = 1,
                  device: str | None = None) -> None:
         from ..engine.checkpoint import build_model_from_checkpoint, find_checkpoint
+        from .export import find_safetensors, load_safetensors
 
-        self.checkpoint = find_checkpoint(checkpoint)
-        self.model, payload = build_model_from_checkpoint(self.checkpoint)
-        self.class_names = tuple(payload.get("class_names") or range(self.model.num_classes))
-        data = dict((payload.get("config") or {}).get("data") or {})
+        exported = find_safetensors(checkpoint)
+        if exported is not None:  # weights without pickle, described by their JSON
+            self.checkpoint = exported
+            self.model, description = load_safetensors(exported)
+            class_names, data = description.get("class_names"), dict(description.get("data") or {})
+        else:
+            self.checkpoint = find_checkpoint(checkpoint)
+            self.model, payload = build_model_from_checkpoint(self.checkpoint)
+            class_names = payload.get("class_names")
+            data = dict((payload.get("config") or {}).get("data") or {})
+        self.class_names = tuple(class_names or range(self.model.num_classes))
         self.data_config = data
         self.segments = segments or int(data.get("test_segments") or 25)
         self.crops = crops
