@@ -43,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a missing, unreadable, truncated or too-short video: fail = stop naming it, exit 1, "
                    "results so far kept in --out (default); skip = leave it out, listed with its reason in "
                    "--out and at the end")
+    t = p.add_argument_group("over time", "classify each video window by window (a timeline)")
+    t.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="score windows of this many seconds; --out gets one row per window (start, end, top "
+                   "classes: .csv, .jsonl or .json) and --plot a PNG strip of the top classes over time")
+    t.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+                   help="seconds from one window's start to the next (default: --window, no overlap)")
+    t.add_argument("--fps", type=float, default=None,
+                   help="frame rate (default: the video's own; required for frame folders)")
+    t.add_argument("--plot", default=None, metavar="PNG", help="the timeline strip (default: --out with .png)")
     p.set_defaults(func=run_predict)
 
     v = sub.add_parser("visualize", help="draw the Raw OFF and OFF features of one clip (PNG)",
@@ -77,6 +86,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..tools.predict import Predictor
     from ..tools.results import ResultWriter, part_path, read_results
 
+    if args.window is not None or args.stride is not None or args.plot is not None:
+        return _run_timeline(args)
     _check_predict_args(args)
     rank, world = shard_rank()
     if world > 1 and args.json_out:
@@ -152,6 +163,54 @@ def run_predict(args: argparse.Namespace) -> int:
                                                      "class_names": list(predictor.class_names),
                                                      "predictions": records, "skipped": skipped},
                                                     indent=2, allow_nan=False))
+    return 0
+
+
+def _run_timeline(args: argparse.Namespace) -> int:
+    """``--window``: one timeline per video into ``--out``, and the PNG strip."""
+    from ..fileio import check_writable
+    from ..tools.batch import find_videos, shard_rank
+    from ..tools.predict import Predictor
+    from ..tools.timeline import TIMELINE_SUFFIXES, plot_timeline, save_timeline, video_timeline
+
+    if args.window is None:
+        raise ValueError("--stride and --plot describe a timeline: add --window SECONDS")
+    stride = args.window if args.stride is None else args.stride
+    if args.window <= 0 or stride <= 0:
+        raise ValueError(f"--window and --stride must be positive seconds, got {args.window} and {stride}")
+    if args.fps is not None and args.fps <= 0:
+        raise ValueError(f"--fps must be positive, got {args.fps}")
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.segments is not None and args.segments < 1:
+        raise ValueError(f"--segments must be at least 1, got {args.segments}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not args.out or Path(args.out).suffix.lower() not in TIMELINE_SUFFIXES:
+        raise ValueError(f"--window writes a timeline: name it with --out FILE{'|'.join(TIMELINE_SUFFIXES)}")
+    for option, name in (("resume", "--resume"), ("json_out", "--json")):
+        if getattr(args, option):
+            raise ValueError(f"{name} does not apply to --window timelines; the timeline goes to --out")
+    if shard_rank()[1] > 1:
+        raise ValueError("--window runs in one process; launch it without torchrun")
+    plot = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
+    check_writable(Path(args.out))
+    check_writable(plot)
+    videos = find_videos(args.videos)
+    predictor = Predictor(args.checkpoint, segments=args.segments, crops=args.crops, device=args.device)
+    timelines = []
+    for video in videos:
+        timeline = video_timeline(predictor, video, window=args.window, stride=stride, fps=args.fps,
+                                  batch_size=args.batch_size, workers=args.workers)
+        timelines.append(timeline)
+        print(f"{video}: {len(timeline.windows)} windows of {args.window:g} s every {stride:g} s "
+              f"({timeline.num_frames} frames at {timeline.fps:g} fps)")
+        for w in timeline.windows:
+            ((name, prob),) = w.top(timeline.class_names, 1)
+            print(f"  {w.start:8.2f} - {w.end:8.2f} s  {prob:6.1%}  {name}")
+    save_timeline(timelines, args.out, top=args.top)
+    plot_timeline(timelines, plot)
+    print(f"wrote {args.out} and {plot}")
     return 0
 
 
