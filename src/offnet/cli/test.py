@@ -118,6 +118,8 @@ def run_test(args: argparse.Namespace) -> int:
         out=args.out, batch_size=args.batch_size, workers=args.workers, device=args.device,
         chunk_images=args.chunk_images, on_bad_video=args.on_bad_video, progress=not args.no_progress,
     )
+    if scored.result is None:  # a torchrun rank other than 0: rank 0 gathered its scores and writes them
+        return 0
     result, meta = scored.result, scored.result.meta
     print(f"scored {len(result.names)} {meta['subset']} videos of split {meta['split']} ({meta['root']}) with "
           f"{scored.checkpoint}: {meta['segments']} segments x {args.crops} crops (the paper's protocol: "
