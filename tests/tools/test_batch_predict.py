@@ -125,6 +125,7 @@ def test_a_bad_video_stops_the_run_keeping_finished_lines_then_resume_skips_them
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "zz_broken.avi" in err and "--on-bad-video skip" in err and len(err.strip().splitlines()) == 1
+    assert f"finished so far are in {out}: add --resume" in err
     assert [Path(line["video"]).name for line in _lines(out)] == ["a.avi"]  # kept: a killed run keeps its work
     assert main(argv) == 1 and "--resume" in capsys.readouterr().err  # an existing file is not overwritten
     # a run killed in the middle of a line leaves half a line: --resume drops it and goes on

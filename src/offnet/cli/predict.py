@@ -150,6 +150,8 @@ def run_predict(args: argparse.Namespace) -> int:
     except Exception as exc:
         status = {"rank": rank, "ok": False, "message": str(exc)}
         if ctx is None:
+            if target is not None and isinstance(exc, ValueError) and target.is_file():
+                raise ValueError(f"{exc} (the videos finished so far are in {target}: add --resume to go on)") from exc
             raise
     for bad in skipped:
         print(f"skipped {bad}")
