@@ -34,11 +34,9 @@ def run_export(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.fmt)
     if args.verify and fmt != "onnx":
         raise ValueError(f"--verify compares onnxruntime with PyTorch: it needs --format onnx, not {fmt}")
-    try:
-        require(*{"onnx": ("onnx", "onnxscript"), "torchscript": (), "safetensors": ("safetensors",)}[fmt],
-                *(("onnxruntime",) if args.verify else ()))
-    except ImportError as exc:
-        raise RuntimeError(str(exc)) from None
+    # a missing package of the [export] extra is named before any work
+    require(*{"onnx": ("onnx", "onnxscript"), "torchscript": (), "safetensors": ("safetensors",)}[fmt],
+            *(("onnxruntime",) if args.verify else ()), purpose=f"{fmt} export")
     out = Path(args.out)
     check_writable(out)
     if fmt == "safetensors":

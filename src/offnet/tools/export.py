@@ -18,7 +18,6 @@ onnx, onnxscript, onnxruntime and safetensors come with ``pip install 'offnet[ex
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import logging
@@ -45,17 +44,12 @@ _SUFFIX_FORMAT = {".onnx": "onnx", ".safetensors": "safetensors", ".pt": "torchs
 _DATA_KEYS = ("sampler", "test_segments", "size", "resize_to", "flip", "modality")
 
 
-def require(*modules: str) -> None:
-    """Import ``modules`` or raise ``ImportError`` with the line that installs them."""
-    missing = []
+def require(*modules: str, purpose: str = "offnet export") -> None:
+    """Import ``modules`` or raise :class:`~offnet._optional.MissingDependency` with the line that installs them."""
+    from offnet._optional import require as require_one
+
     for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise ImportError(f"{', '.join(missing)} not installed: pip install 'offnet[export]' (onnx, onnxscript, "
-                          "onnxruntime, safetensors)")
+        require_one(name, extra="export", purpose=purpose)
 
 
 class LevelsModule(nn.Module):
@@ -102,7 +96,7 @@ def _example(model: nn.Module, description: dict[str, Any], batch: int = 2) -> t
 
 def export_onnx(model: nn.Module, description: dict[str, Any], out: str | Path) -> Path:
     """Write ``out`` (.onnx) with a dynamic batch axis and the description in its metadata."""
-    require("onnx", "onnxscript")
+    require("onnx", "onnxscript", purpose="ONNX export")
     import onnx
 
     wrapped = LevelsModule(model.eval()).eval()
@@ -128,7 +122,7 @@ def export_onnx(model: nn.Module, description: dict[str, Any], out: str | Path) 
 def onnx_max_difference(model: nn.Module, path: str | Path, *, batch: int = 3) -> dict[str, float]:
     """Max absolute difference per level between onnxruntime on ``path`` and PyTorch on a random clip of
     ``batch`` videos (another batch size than the export's, so the dynamic axis is exercised)."""
-    require("onnxruntime")
+    require("onnx", "onnxruntime", purpose="checking an ONNX export")
     import onnx
     import onnxruntime as ort
 
@@ -162,7 +156,7 @@ def _sidecar(path: Path) -> Path:
 
 def export_safetensors(model: nn.Module, description: dict[str, Any], out: str | Path) -> Path:
     """Write ``out`` (.safetensors) and the sidecar ``out`` with suffix ``.json``; returns ``out``."""
-    require("safetensors")
+    require("safetensors", purpose="safetensors export")
     from safetensors.torch import save
 
     out = Path(out)
@@ -193,7 +187,7 @@ def load_safetensors(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     The description comes from the sidecar ``.json`` when present, else from the file's header.
     """
-    require("safetensors")
+    require("safetensors", purpose="loading safetensors weights")
     from safetensors import SafetensorError
     from safetensors.torch import load
 
