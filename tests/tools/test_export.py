@@ -87,7 +87,7 @@ def test_torchscript_runs_without_offnet_code(ckpt, tmp_path, video):
 
 
 def test_safetensors_weights_travel_without_pickle_and_predict_the_same(ckpt, tmp_path, video):
-    from safetensors import safe_open
+    safe_open = pytest.importorskip("safetensors", reason="needs the [export] extra").safe_open
 
     folder = tmp_path / "export"
     out = folder / "off_tiny.safetensors"
@@ -112,6 +112,7 @@ def test_safetensors_weights_travel_without_pickle_and_predict_the_same(ckpt, tm
 
 
 def test_safetensors_problems_are_named(ckpt, tmp_path, capsys):
+    pytest.importorskip("safetensors", reason="needs the [export] extra")
     out = tmp_path / "m.safetensors"
     assert main(["export", str(ckpt), "--out", str(out)]) == 0
     out.with_suffix(".json").write_text("{broken")
