@@ -122,6 +122,8 @@ def run_test(args: argparse.Namespace) -> int:
         chunk_images=args.chunk_images, on_bad_video=args.on_bad_video, progress=not args.no_progress,
         max_memory_mb=args.max_memory,
     )
+    if scored.result is None:  # a torchrun rank other than 0: rank 0 gathered its scores and writes them
+        return 0
     result, meta = scored.result, scored.result.meta
     print(f"scored {len(result.names)} {meta['subset']} videos of split {meta['split']} ({meta['root']}) with "
           f"{scored.checkpoint}: {meta['segments']} segments x {args.crops} crops (the paper's protocol: "

@@ -18,11 +18,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "ResumableBatchSampler", "all_reduce_sum"]
+__all__ = ["DistContext", "init_distributed", "ResumableBatchSampler", "all_reduce_sum", "all_gather_objects"]
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +62,23 @@ def _resolve_device(spec: str, local_rank: int) -> torch.device:
     return torch.device(spec)
 
 
-def init_distributed(device: str = "auto") -> DistContext:
+def init_distributed(device: str = "auto", *, backend: str | None = None,
+                     timeout: timedelta | None = None) -> DistContext:
     """Join the process group if launched by torchrun (``WORLD_SIZE`` > 1), else a one-process context.
 
     ``device`` is ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; with ``cuda`` every process uses GPU
-    ``LOCAL_RANK``.
+    ``LOCAL_RANK``. ``backend`` defaults to NCCL on GPUs and gloo on CPUs; ``timeout`` bounds every
+    collective (torch's default when ``None``): jobs whose ranks meet only at the end pass a long one.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = _resolve_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        backend = backend or ("nccl" if torch_device.type == "cuda" else "gloo")
         if torch_device.type == "cuda":
             torch.cuda.set_device(torch_device)
-        dist.init_process_group(backend=backend, init_method="env://")
+        dist.init_process_group(backend=backend, init_method="env://", **({"timeout": timeout} if timeout else {}))
         log.info("process group: rank %d of %d (%s, %s)", rank, world_size, backend, torch_device)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
 
@@ -87,6 +91,15 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
+
+
+def all_gather_objects(value: Any, ctx: DistContext) -> list[Any]:
+    """Every process's ``value`` (picklable), indexed by rank; ``[value]`` on one process."""
+    if not ctx.is_distributed:
+        return [value]
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 class ResumableBatchSampler:

@@ -9,10 +9,14 @@ trained on (or the training videos it held out for validation), scores them with
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..fileio import check_writable
 
@@ -25,7 +29,7 @@ log = logging.getLogger(__name__)
 class ScoredRun:
     """What :func:`score_checkpoint` scored and wrote."""
 
-    result: Any  # EvalResult
+    result: Any  # EvalResult; None on the ranks other than 0 of a torchrun job
     checkpoint: Path
     out: Path
     paths: dict[str, Path]
@@ -109,15 +113,81 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
         log.info("--max-memory %.0f MB: at most %d frames per forward", max_memory_mb, chunk_images)
     log.info("scoring %d %s videos of split %d (%s) with %s: %d segments x %d crops, %s, %dpx",
              len(records), subset, split, root, path, segments, crops, modality, size)
-    result = evaluate(
-        model, records, class_names, modality=modality, segments=segments, crops=crops, size=size,
-        sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
-        num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
-        resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)), on_bad_video=on_bad_video,
-    )
+    def score(part: list[Any], device: Any, progress: bool) -> Any:
+        return evaluate(
+            model, part, class_names, modality=modality, segments=segments, crops=crops, size=size,
+            sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
+            num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
+            resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)), on_bad_video=on_bad_video,
+        )
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        result = _score_sharded(score, records, device=device, on_bad_video=on_bad_video, progress=progress,
+                                min_side=size if data.get("resize_to") is None else None)
+        if result is None:  # not rank 0: rank 0 saves the gathered scores
+            return ScoredRun(result=None, checkpoint=path, out=out, paths={})
+    else:
+        result = score(records, device, progress)
     result.meta.update({
         "dataset": data.get("dataset"), "root": str(root), "split": split, "subset": subset,
         "checkpoint": str(path), "stage": payload.get("stage"), "step": payload.get("step"),
         "sampler": data.get("sampler", "off"),
     })
     return ScoredRun(result=result, checkpoint=path, out=out, paths=save_eval(result, out))
+
+
+def _score_sharded(score: Any, records: list[Any], *, device: str, on_bad_video: str, progress: bool,
+                   min_side: int | None) -> Any:
+    """Under torchrun: rank r scores every world-th video from r; rank 0 gets the gathered
+    :class:`~offnet.engine.evaluate.EvalResult` in the order of ``records``, the other ranks ``None``.
+
+    Every rank reports success or its error to the others, so one bad shard stops the whole job with the
+    same message everywhere instead of leaving the other ranks waiting.
+    """
+    import torch.distributed as dist
+
+    from ..data.check import inspect_record
+    from .distributed import all_gather_objects, init_distributed
+    from .evaluate import EvalResult
+
+    ctx = init_distributed(device, timeout=timedelta(days=30))  # ranks meet once, at the end
+    mine = records[ctx.rank :: ctx.world_size]
+    report: dict[str, Any] = {"rank": ctx.rank, "error": None, "result": None, "skipped": []}
+    try:
+        bad = [b for _, b in (inspect_record(r, min_side=min_side) for r in mine) if b is not None]
+        if mine and len(bad) == len(mine) and on_bad_video == "skip":
+            report["skipped"] = [str(b) for b in bad]  # nothing to score here; other shards may have videos
+        elif mine:
+            report["result"] = score(mine, ctx.device, progress and ctx.is_main)
+    except Exception as exc:  # noqa: BLE001 - sent to every rank, raised below
+        report["error"] = str(exc)
+    try:
+        reports = all_gather_objects(report, ctx)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    failed = [r for r in reports if r["error"]]
+    if failed:
+        raise ValueError(f"rank {failed[0]['rank']}: {failed[0]['error']}")
+    if not ctx.is_main:
+        return None
+    parts = [r["result"] for r in reports if r["result"] is not None]
+    skipped: list[str] = []
+    for r in reports:
+        skipped += r["skipped"] if r["result"] is None else list(r["result"].meta.get("skipped_videos") or [])
+    if not parts:
+        raise ValueError(f"no readable video left to score ({len(skipped)} skipped)")
+    where = {name: (p, i) for p, part in enumerate(parts) for i, name in enumerate(part.names)}
+    order = [where[r.name] for r in records if r.name in where]  # input order
+
+    def pick(get: Any) -> np.ndarray:
+        return np.stack([get(parts[p])[i] for p, i in order])
+
+    first = parts[0]
+    return EvalResult(
+        scores={level: pick(lambda part, level=level: part.scores[level]) for level in first.levels},
+        labels=pick(lambda part: part.labels).astype(np.int64),
+        names=tuple(parts[p].names[i] for p, i in order),
+        class_names=first.class_names, backbone_level=first.backbone_level, final_level=first.final_level,
+        meta={**first.meta, "skipped_videos": skipped, "world_size": ctx.world_size},
+    )

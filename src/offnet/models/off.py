@@ -107,6 +107,27 @@ class OFFOperator(nn.Module):
             return x.flatten(0, 1)[: b * (t - 1)]  # first B*(T-1) rows of the video-major batch
         return x[:, :-1].flatten(0, 1)  # (B*(T-1), C, H, W)
 
+    def segment_state(self, feat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What one segment contributes to the pairs it is part of, ``feat (N, C, H, W)`` → ``(g, [s])``:
+        the reduced feature ``g`` (``(N, R, H, W)``) and, in official mode, the spatial projection ``s``.
+
+        :meth:`pair` of two states equals :meth:`forward`'s output for that pair (eval mode), so a live
+        scorer computes each state once and keeps it for the next pair (:mod:`offnet.models.live`)."""
+        g = F.relu(self.reduce(feat))  # (N, R, H, W)
+        if self.spatial and self.mode == "official":
+            return g, self.spatial_reduce(feat)  # (N, 32, H, W), no ReLU as in the code
+        return (g,)
+
+    def pair(self, earlier: tuple[torch.Tensor, ...], later: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """OFF of one segment pair from two :meth:`segment_state` results → ``(N, out_channels, H, W)``."""
+        ft = later[0] - earlier[0]  # (N, R, H, W), Eq. 7
+        if not self.spatial:
+            return ft
+        if self.mode == "paper":
+            fx, fy = sobel_xy(earlier[0], padding="replicate")
+            return torch.cat([fx / 8, fy / 8, ft], dim=1)
+        return torch.cat([self.spatial_dropout(central_difference(earlier[1])), ft], dim=1)
+
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = feat.shape
         if t < 2:

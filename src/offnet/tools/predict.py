@@ -7,14 +7,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..data.records import VideoRecord
+
+if TYPE_CHECKING:
+    from .batch import VideoOutcome
 
 __all__ = ["Prediction", "Predictor"]
 
@@ -41,7 +45,8 @@ class Predictor:
     """Loads a checkpoint once and scores videos with the test protocol of the run it came from.
 
     Args:
-        checkpoint: a run directory (its final stage's best checkpoint) or a ``.pt`` file.
+        checkpoint: a run directory (its final stage's best checkpoint), a ``.pt`` file, or a safetensors export
+            (``offnet export --format safetensors``: the ``.safetensors`` file or the folder holding it).
         segments: segments per video (default: the run's ``data.test_segments``).
         crops: 1, 3 or 10 crops per frame.
         device: ``cpu``, ``cuda`` … or ``None`` for automatic.
@@ -50,11 +55,19 @@ class Predictor:
     def __init__(self, checkpoint: str | Path, *, segments: int | None = None, crops: int = 1,
                  device: str | None = None) -> None:
         from ..engine.checkpoint import build_model_from_checkpoint, find_checkpoint
+        from .export import find_safetensors, load_safetensors
 
-        self.checkpoint = find_checkpoint(checkpoint)
-        self.model, payload = build_model_from_checkpoint(self.checkpoint)
-        self.class_names = tuple(payload.get("class_names") or range(self.model.num_classes))
-        data = dict((payload.get("config") or {}).get("data") or {})
+        exported = find_safetensors(checkpoint)
+        if exported is not None:  # weights without pickle, described by their JSON
+            self.checkpoint = exported
+            self.model, description = load_safetensors(exported)
+            class_names, data = description.get("class_names"), dict(description.get("data") or {})
+        else:
+            self.checkpoint = find_checkpoint(checkpoint)
+            self.model, payload = build_model_from_checkpoint(self.checkpoint)
+            class_names = payload.get("class_names")
+            data = dict((payload.get("config") or {}).get("data") or {})
+        self.class_names = tuple(class_names or range(self.model.num_classes))
         self.data_config = data
         self.segments = segments or int(data.get("test_segments") or 25)
         self.crops = crops
@@ -62,40 +75,32 @@ class Predictor:
         self.device = device
         self.skipped: list[str] = []  # videos left out by the last predict(on_bad_video="skip")
 
-    def predict(self, videos: Sequence[str | Path], *, progress: bool = False,
-                on_bad_video: str = "fail") -> list[Prediction]:
+    def predict(self, videos: Sequence[str | Path], *, progress: bool = False, on_bad_video: str = "fail",
+                batch_size: int = 1, workers: int = 0) -> list[Prediction]:
         """Score video files or frame folders; errors name the unreadable file.
 
-        Every video is checked first: a missing, unreadable, truncated or too-short one raises an error
+        Each video is checked as it is read: a missing, unreadable, truncated or too-short one raises an error
         naming it (``on_bad_video="fail"``) or is left out of the result (``"skip"``; see :attr:`skipped`).
         """
-        from ..engine.evaluate import check_finite_scores, evaluate
-
-        records = []
         for v in videos:
-            path = Path(v).expanduser().resolve()
-            if not path.exists():
+            if not Path(v).expanduser().exists():
                 raise FileNotFoundError(f"video not found: {v}")
-            records.append(VideoRecord(path=path, label=0, source=str(v)))
-        result = evaluate(
-            self.model, records, [str(c) for c in self.class_names], modality=self.model.modality.name,
-            segments=self.segments, crops=self.crops, size=self.size,
-            sampler=self.data_config.get("sampler", "off"), input_spec=self.model.input_spec,
-            device=self.device, progress=progress, resize_to=self.data_config.get("resize_to"),
-            flip=bool(self.data_config.get("flip", True)), on_bad_video=on_bad_video,
-        )
-        check_finite_scores(result)
-        self.skipped = list(result.meta.get("skipped_videos") or [])
-        source = {r.name: r.source for r in records}
-        fused = result.fused_backbone_final
-        if fused is None:
-            fused = result.scores[result.backbone_level]
-        probs = torch.from_numpy(np.asarray(fused, dtype=np.float32)).softmax(dim=1).numpy()
-        return [
-            Prediction(video=source.get(name, name), levels={k: v[i] for k, v in result.scores.items()},
-                       probabilities=probs[i], class_names=self.class_names)
-            for i, name in enumerate(result.names)
-        ]
+        predictions: list[Prediction] = []
+        self.skipped = []
+        for outcome in self.iter_predict([str(v) for v in videos], progress=progress, on_bad_video=on_bad_video,
+                                         batch_size=batch_size, workers=workers):
+            if outcome.prediction is not None:
+                predictions.append(outcome.prediction)
+            else:
+                self.skipped.append(str(outcome.error))
+        return predictions
+
+    def iter_predict(self, videos: Sequence[str], **kwargs: Any) -> Iterator[VideoOutcome]:
+        """One :class:`~offnet.tools.batch.VideoOutcome` per video, in order, as batches are scored; keyword
+        arguments as :func:`offnet.tools.batch.iter_predictions` (``batch_size``, ``workers``, ``on_bad_video``…)."""
+        from .batch import iter_predictions
+
+        return iter_predictions(self, videos, **kwargs)
 
     def clip(self, video: str | Path) -> torch.Tensor:
         """The centre-cropped test clip ``(T, C, H, W)`` of ``video`` (T = test segments, sampled at the run's
