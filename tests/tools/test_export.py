@@ -148,3 +148,32 @@ def test_a_missing_extra_names_the_install_line(ckpt, tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "onnx export needs the optional package 'onnxscript', which is not installed: pip install " \
         "'offnet[export]'" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+
+
+def test_safetensors_export_carries_a_model_card_and_loads_from_a_url(ckpt, tmp_path, video, monkeypatch):
+    pytest.importorskip("safetensors", reason="needs the [export] extra")
+    run = ckpt.parent.parent
+    out = tmp_path / "a" / "model.safetensors"
+    assert main(["export", str(ckpt), "--format", "safetensors", "--out", str(out)]) == 0
+    card = out.with_suffix(".md").read_text()
+    assert "No test result was recorded" in card and all(c in card for c in CLASSES)
+    # with a test result in the run, the card and the description carry its accuracy table
+    metrics = run / "test-split1" / "metrics.json"
+    metrics.parent.mkdir()
+    metrics.write_text(json.dumps({"meta": {"split": 1, "segments": 4, "crops": 1}, "num_videos": 12,
+                                   "levels": {"rgb": {"top1": 0.5, "mean_class_accuracy": 0.5},
+                                              "off7": {"top1": 0.75, "mean_class_accuracy": 0.7}}}))
+    try:
+        out2 = tmp_path / "b" / "model.safetensors"
+        assert main(["export", str(ckpt), "--format", "safetensors", "--out", str(out2)]) == 0
+    finally:
+        shutil.rmtree(metrics.parent)
+    card = out2.with_suffix(".md").read_text()
+    assert "| off7 | 75.0 % | 70.0 % |" in card and "12 test videos" in card
+    assert json.loads(out2.with_suffix(".json").read_text())["accuracy"]["levels"]["off7"]["top1"] == 0.75
+    # a URL (file:// here; https:// and hf-hub: go through the same cache) loads through Predictor
+    monkeypatch.setenv("OFFNET_CACHE", str(tmp_path / "cache"))
+    remote = Predictor(out2.as_uri())
+    assert remote.checkpoint != out2 and str(tmp_path / "cache") in str(remote.checkpoint)
+    want = Predictor(out2).predict([video])[0]
+    np.testing.assert_allclose(remote.predict([video])[0].probabilities, want.probabilities, atol=1e-6)

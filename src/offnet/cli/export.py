@@ -41,11 +41,12 @@ def run_export(args: argparse.Namespace) -> int:
     check_writable(out)
     if fmt == "safetensors":
         check_writable(out.with_suffix(".json"))
+        check_writable(out.with_suffix(".md"))
     predictor = Predictor(args.checkpoint, segments=args.segments)
     description = export_model(predictor.model, class_names=list(predictor.class_names),
                                data=predictor.data_config, out=out, fmt=fmt, segments=predictor.segments,
                                source=str(predictor.checkpoint))
-    extra = f" + {out.with_suffix('.json')}" if fmt == "safetensors" else ""
+    extra = f" + {out.with_suffix('.json')} + {out.with_suffix('.md')} (model card)" if fmt == "safetensors" else ""
     shape = ", ".join(str(s) for s in description["input"]["shape"][1:])
     print(f"wrote {out}{extra} ({fmt}; input (B, {shape}); outputs {', '.join(description['levels'])})")
     if args.verify:

@@ -66,6 +66,62 @@ class LevelsModule(nn.Module):
         return tuple(out[level] for level in self.levels)
 
 
+def measured_accuracy(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The test results recorded beside a checkpoint's run (``RUN/test-split*/metrics.json``), if any."""
+    from ..engine.scoring import run_dir_of
+
+    try:
+        run = run_dir_of(Path(checkpoint))
+    except (ValueError, OSError):
+        return None
+    for metrics in sorted(run.glob("test-split*/metrics.json")):
+        try:
+            report = json.loads(metrics.read_text())
+            meta = report.get("meta") or {}
+            return {"file": str(metrics), "split": meta.get("split"), "segments": meta.get("segments"),
+                    "crops": meta.get("crops"), "num_videos": report.get("num_videos"),
+                    "levels": {level: {"top1": m["top1"], "mean_class_accuracy": m["mean_class_accuracy"]}
+                               for level, m in (report.get("levels") or {}).items()}}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return None
+
+
+def model_card(description: dict[str, Any]) -> str:
+    """A Markdown model card of an export: what the model is, its input, classes and measured accuracy."""
+    cfg = description["model_config"]
+    spec = cfg.get("input_spec") or {}
+    data = description.get("data") or {}
+    lines = [
+        f"# {cfg.get('name', 'offnet')} · {cfg.get('backbone')} · {cfg.get('modality')}",
+        "",
+        "An offnet video classifier (Optical Flow Guided Feature, Sun et al., CVPR 2018).",
+        "",
+        f"- architecture `{cfg.get('name')}`, backbone `{cfg.get('backbone')}`, modality `{cfg.get('modality')}`, "
+        f"{len(description['class_names'])} classes; levels {', '.join(description['levels'])}; the prediction is "
+        f"the sum of {' + '.join(description['fuse'])}",
+        f"- input `{description['input']['layout']}` = {description['input']['shape']}, "
+        f"{'BGR' if spec.get('bgr') else 'RGB'} {'0-255' if spec.get('scale255') else '0-1'}, "
+        f"mean {spec.get('mean')}, std {spec.get('std')}",
+        f"- test protocol: {data.get('test_segments')} segments ({data.get('sampler', 'off')} sampler), "
+        f"{data.get('size')} px centre crop" + (f" of frames resized to {data['resize_to']} px" if data.get(
+            "resize_to") else ""),
+        "- load: `offnet.tools.predict.Predictor(\"<this file or folder>\")` or `offnet predict FILE VIDEO`",
+        "",
+    ]
+    accuracy = description.get("accuracy")
+    if accuracy:
+        lines += [f"## Measured accuracy ({accuracy.get('num_videos')} test videos, split {accuracy.get('split')}, "
+                  f"{accuracy.get('segments')} segments x {accuracy.get('crops')} crops)", "",
+                  "| level | top-1 | mean class |", "|---|---|---|"]
+        lines += [f"| {level} | {100 * m['top1']:.1f} % | {100 * m['mean_class_accuracy']:.1f} % |"
+                  for level, m in accuracy["levels"].items()]
+    else:
+        lines.append("No test result was recorded with the run it came from.")
+    lines += ["", "## Classes", "", ", ".join(description["class_names"]), ""]
+    return "\n".join(lines)
+
+
 def export_description(model: nn.Module, *, class_names: list[str], data: dict[str, Any], segments: int,
                        source: str = "") -> dict[str, Any]:
     """The JSON that travels with an export (module docstring)."""
@@ -86,6 +142,7 @@ def export_description(model: nn.Module, *, class_names: list[str], data: dict[s
                   "layout": "(B, T, C, H, W)"},
         "data": kept,
         "source": source,
+        "accuracy": measured_accuracy(source) if source else None,
     }
 
 
@@ -164,6 +221,7 @@ def export_safetensors(model: nn.Module, description: dict[str, Any], out: str |
     text = json.dumps(description, indent=2)
     atomic_write_bytes(out, save(state, metadata={"offnet": json.dumps(description)}))
     atomic_write_text(_sidecar(out), text + "\n")
+    atomic_write_text(out.with_suffix(".md"), model_card(description))
     return out
 
 

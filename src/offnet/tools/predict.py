@@ -46,7 +46,8 @@ class Predictor:
 
     Args:
         checkpoint: a run directory (its final stage's best checkpoint), a ``.pt`` file, or a safetensors export
-            (``offnet export --format safetensors``: the ``.safetensors`` file or the folder holding it).
+            (``offnet export --format safetensors``: the ``.safetensors`` file or the folder holding it), local
+            or as a URL / ``hf-hub:owner/repo/FILE.safetensors`` reference (downloaded once into the cache).
         segments: segments per video (default: the run's ``data.test_segments``).
         crops: 1, 3 or 10 crops per frame.
         device: ``cpu``, ``cuda`` … or ``None`` for automatic.
@@ -55,8 +56,11 @@ class Predictor:
     def __init__(self, checkpoint: str | Path, *, segments: int | None = None, crops: int = 1,
                  device: str | None = None) -> None:
         from ..engine.checkpoint import build_model_from_checkpoint, find_checkpoint
+        from ..hub import is_remote, resolve_weights
         from .export import find_safetensors, load_safetensors
 
+        if is_remote(checkpoint):  # https://…, file://…, hf-hub:owner/repo/model.safetensors: fetched once
+            checkpoint = resolve_weights(checkpoint)
         exported = find_safetensors(checkpoint)
         if exported is not None:  # weights without pickle, described by their JSON
             self.checkpoint = exported
