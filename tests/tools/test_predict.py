@@ -2,10 +2,10 @@
 
 import json
 
-import av
 import numpy as np
 import pytest
 import torch
+from predict_fixtures import write_clip
 
 import offnet
 from offnet.cli import main
@@ -16,19 +16,7 @@ CLASSES = ["Left", "Right", "Still"]
 
 
 def _video(path, frames=20, size=64):
-    rng = np.random.default_rng(0)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        base = rng.integers(0, 255, (size, size * 2, 3), dtype=np.uint8)
-        for i in range(frames):
-            img = np.ascontiguousarray(base[:, i : i + size])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_clip(path, frames=frames, size=size)
 
 
 @pytest.fixture()

@@ -65,15 +65,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=run_visualize)
 
 
-def _check_predict_args(args: argparse.Namespace) -> None:
-    from ..tools.results import result_format
-
+def _check_counts(args: argparse.Namespace) -> None:
+    """--top, --segments and --batch-size, shared by whole-video and windowed prediction."""
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     if args.segments is not None and args.segments < 1:
         raise ValueError(f"--segments must be at least 1, got {args.segments}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+
+def _check_predict_args(args: argparse.Namespace) -> None:
+    from ..tools.results import result_format
+
+    _check_counts(args)
     if args.resume and not args.out:
         raise ValueError("--resume continues an --out file; name it with --out FILE.jsonl or FILE.csv")
     if args.out:
@@ -182,12 +187,7 @@ def _run_timeline(args: argparse.Namespace) -> int:
         raise ValueError(f"--window and --stride must be positive seconds, got {args.window} and {stride}")
     if args.fps is not None and args.fps <= 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.segments is not None and args.segments < 1:
-        raise ValueError(f"--segments must be at least 1, got {args.segments}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    _check_counts(args)
     if not args.out or Path(args.out).suffix.lower() not in TIMELINE_SUFFIXES:
         raise ValueError(f"--window writes a timeline: name it with --out FILE{'|'.join(TIMELINE_SUFFIXES)}")
     for option, name in (("resume", "--resume"), ("json_out", "--json")):
