@@ -151,6 +151,7 @@ class StageConfig:
     warmup_iters: int = 0  # linear warm-up from lr * warmup_factor over this many steps
     warmup_factor: float = 0.1  # starting fraction of lr during warm-up
     loss_weights: dict[str, float] = field(default_factory=dict)  # per level, default 1.0
+    focal_gamma: float = 0.0  # 0: cross-entropy; > 0: focal loss, (1 - p)^gamma down-weights examples already right
     # This stage's clips and steps; None = the run's value (data.sampler, data.num_segments, train.batch_size,
     # train.accum_steps, optim.clip_grad_norm). The paper's OFF runs train stage 1 as TSN (3 segments over
     # the whole video, its batch and clipping) and stages 2-3 with the OFF sampler.
@@ -356,6 +357,8 @@ class Config:
                 raise ValueError(f"{source}: {key}.lr={stage.lr!r} must be positive")
             if stage.milestones != sorted(stage.milestones):
                 raise ValueError(f"{source}: {key}.milestones={stage.milestones!r} must be increasing")
+            if stage.focal_gamma < 0:
+                raise ValueError(f"{source}: {key}.focal_gamma={stage.focal_gamma!r} must be >= 0")
             if stage.num_cycles < 1 or stage.warmup_iters < 0:
                 raise ValueError(f"{source}: {key}.num_cycles must be >= 1 and {key}.warmup_iters >= 0")
 

@@ -79,3 +79,18 @@ def test_holdout_without_groups_and_single_video_classes():
     assert records[-1] in train  # a one-video class cannot give it away
     with pytest.raises(ValueError, match="val fraction"):
         split_train_val(records, fraction=1.0, seed=0)
+
+
+def test_focal_loss_shifts_weight_to_the_examples_still_wrong():
+    logits = torch.tensor([[4.0, 0.0], [0.0, 0.5]])  # first example confidently right, second wrong
+    labels = torch.tensor([0, 0])
+    plain, _ = stage_loss({"off7": logits}, labels, levels=("off7",), weights={})
+    assert plain == pytest.approx(F.cross_entropy(logits, labels).item())
+    same, _ = stage_loss({"off7": logits}, labels, levels=("off7",), weights={}, focal_gamma=0.0)
+    assert same == plain
+    focal, _ = stage_loss({"off7": logits}, labels, levels=("off7",), weights={}, focal_gamma=2.0)
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    p = torch.softmax(logits, 1)[:, 0]
+    assert focal.item() == pytest.approx(((1 - p) ** 2 * ce).mean().item())
+    # the right example keeps (1 - 0.98)^2 of its loss, the wrong one (1 - 0.38)^2: the gradient goes to it
+    assert (1 - p[0]) ** 2 < 0.001 < (1 - p[1]) ** 2

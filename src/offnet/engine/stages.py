@@ -88,19 +88,30 @@ def stage_loss(
     *,
     levels: tuple[str, ...],
     weights: dict[str, float],
+    focal_gamma: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of cross-entropy over ``levels`` (paper Eq. 9, intermediate supervision).
 
-    ``outputs[level]``: ``(B, num_classes)`` logits after consensus; ``labels``: ``(B,)``. Levels not in
+    ``outputs[level]``: ``(B, num_classes)`` logits after consensus; ``labels``: ``(B,)``. ``focal_gamma > 0``
+    replaces cross-entropy by the focal loss, which shifts the gradient to the examples still wrong. Levels not in
     ``weights`` get weight 1. Returns ``(total, {level: loss})``; losses are computed in float32 so
     that autocast does not lose precision in the softmax.
     """
     unknown = sorted(set(weights) - set(outputs))
     if unknown:
         raise ValueError(f"loss_weights names unknown level(s) {unknown}; this model's levels: {sorted(outputs)}")
-    per_level = {level: F.cross_entropy(outputs[level].float(), labels) for level in levels}
+    per_level = {level: _loss(outputs[level].float(), labels, focal_gamma) for level in levels}
     total = sum(weights.get(level, 1.0) * loss for level, loss in per_level.items())
     return total, per_level  # type: ignore[return-value]
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Cross-entropy, or with ``gamma > 0`` the focal loss ``mean((1 - p_y)^gamma · CE)`` (Lin et al., 2017)."""
+    if gamma == 0:
+        return F.cross_entropy(logits, labels)
+    ce = F.cross_entropy(logits, labels, reduction="none")  # (B,)
+    p = torch.exp(-ce)  # probability of the true class
+    return ((1.0 - p) ** gamma * ce).mean()
 
 
 def validate_plan(config: Config, model: torch.nn.Module) -> None:

@@ -398,7 +398,8 @@ def _run_stage(
                 with contextlib.nullcontext() if sync else train_model.no_sync():
                     with _autocast(config, ctx.device):
                         outputs = train_model(clips, **forward_kwargs)
-                        loss, _ = stage_loss(outputs, labels, levels=levels, weights=cfg_stage.loss_weights)
+                        loss, _ = stage_loss(outputs, labels, levels=levels, weights=cfg_stage.loss_weights,
+                                             focal_gamma=cfg_stage.focal_gamma)
                     _check_finite(loss, stage=stage, run=run, micro=i, indices=indices, names=data.names, ctx=ctx)
                     scaler.scale(loss / accum_steps).backward()
                 step_loss += loss.item() / accum_steps
