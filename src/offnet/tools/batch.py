@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 from offnet import interrupts
 from offnet.data.listfile import VIDEO_EXTENSIONS
 from offnet.data.records import VideoRecord
+from offnet.tools.prediction import Prediction
 
-if TYPE_CHECKING:
-    from offnet.tools.predict import Prediction, Predictor
+Predictor = Any  # offnet.tools.predict.Predictor (not imported: predict builds on this module)
 
 __all__ = ["VideoOutcome", "find_videos", "is_frame_folder", "iter_predictions", "shard", "shard_rank"]
 
@@ -239,8 +239,6 @@ def iter_predictions(
 def _predictions(predictor: Predictor, positions: list[int], videos: Sequence[str],
                  scores: dict[str, torch.Tensor]) -> dict[int, Prediction]:
     """Per-video :class:`Prediction` of a scored batch; non-finite scores are an error naming the video."""
-    from offnet.tools.predict import Prediction
-
     model = predictor.model
     levels = {k: v.cpu().numpy().astype(np.float32) for k, v in scores.items()}  # {level: (B, K)}
     fused = levels[model.backbone_level].astype(np.float64)

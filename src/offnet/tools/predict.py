@@ -8,37 +8,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from ..data.records import VideoRecord
+from .prediction import Prediction
 
 if TYPE_CHECKING:
     from .batch import VideoOutcome
 
 __all__ = ["Prediction", "Predictor"]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Scores of one video: raw logits per level and the softmax of the fused score.
-
-    The fused score is the paper's plain sum of the backbone level and the model's final level
-    (``rgb`` + ``off7`` for OFF), or the backbone level alone for TSN.
-    """
-
-    video: str
-    levels: dict[str, np.ndarray]
-    probabilities: np.ndarray
-    class_names: tuple[str, ...]
-
-    def top(self, k: int = 5) -> list[tuple[str, float]]:
-        order = np.argsort(-self.probabilities, kind="stable")[:k]
-        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
 
 
 class Predictor:
