@@ -45,3 +45,16 @@ def test_quick_report_has_every_field_the_table_needs(tmp_path, capsys):
 def test_bad_requests_are_one_line_errors(argv, message, capsys):
     assert main(["bench", "pipelines", "--quick", "--no-memory", "--no-ten-crop", *argv]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_peak_memory_is_the_probe_process_own_not_its_parent():
+    """A child started by a large process must not report that process's peak (ru_maxrss survives exec)."""
+    import torch
+
+    from offnet.tools.bench_pipelines import _baseline_memory_mb, peak_rss_mb
+
+    ballast = torch.ones(384 * 2**20 // 4)  # 384 MiB held by this (parent) process
+    assert peak_rss_mb() > 384
+    child = _baseline_memory_mb()
+    assert child is not None and child < peak_rss_mb() - 300
+    del ballast

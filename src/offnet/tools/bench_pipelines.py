@@ -250,6 +250,22 @@ def _peak_memory_mb(name: str, s: PipelineSettings) -> float | None:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's ``VmHWM`` belongs to the process image and starts afresh at ``exec``; ``ru_maxrss`` does not (a
+    child started by a large parent reports the parent's peak), so it is only the fallback elsewhere.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    scale = 1024 if sys.platform != "darwin" else 2**20  # KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
 def _memory_child(payload: str) -> None:  # pragma: no cover - runs in a child process
     data = json.loads(payload)
     settings = data["settings"]
@@ -257,11 +273,11 @@ def _memory_child(payload: str) -> None:  # pragma: no cover - runs in a child p
     settings["scaling_segments"] = tuple(settings["scaling_segments"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
     _step(data["name"], PipelineSettings(**settings))()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    print(peak_rss_mb())
 
 
 def _baseline_memory_mb() -> float | None:
-    code = "import resource, torch, offnet; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    code = "import torch, offnet; from offnet.tools.bench_pipelines import peak_rss_mb; print(peak_rss_mb())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     return float(done.stdout.strip()) if done.returncode == 0 else None
 
