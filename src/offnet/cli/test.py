@@ -69,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=1, help="videos per batch (default 1)")
     p.add_argument("--workers", type=int, default=2, help="data loader workers (default 2)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--chunk-images", type=_positive_int, default=256,
-                   help="frames per forward pass; lower it if the GPU runs out of memory (default 256)")
+    p.add_argument("--chunk-images", type=_positive_int, default=128,
+                   help="frames per forward pass (default 128); lower it if memory runs out, or use --max-memory")
     p.add_argument("--max-memory", type=float, default=None, metavar="MB",
                    help="bound the activation memory of the test protocol: frames per forward (crops, then "
                    "windows of segments) sized to this budget; replaces --chunk-images; scores are unchanged")

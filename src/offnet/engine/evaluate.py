@@ -194,7 +194,7 @@ def score_clips(
     clips: torch.Tensor,
     *,
     crop_agg: str = "max",
-    chunk_images: int = 256,
+    chunk_images: int = 128,
 ) -> dict[str, torch.Tensor]:
     """Video scores of a batch of multi-crop clips: ``{level: (B, num_classes)}``.
 
@@ -287,7 +287,7 @@ def evaluate(
     device: str | torch.device | None = None,
     progress: bool = True,
     crop_agg: str = "max",
-    chunk_images: int = 256,
+    chunk_images: int = 128,
     resize_to: int | None = None,
     flip: bool = True,
     seed: int = 0,
