@@ -155,6 +155,25 @@ def test_offnet_test_end_to_end(tiny_run, capsys):
     assert metrics["final"]["level"] == "off7" and 0.0 <= metrics["final"]["top1"] <= 1.0
 
 
+def test_offnet_test_in_bf16_stays_close_to_fp32(tiny_run, tmp_path, capsys):
+    """--precision bf16 autocasts the forward passes; scores move by bf16 rounding only, fp16 needs CUDA."""
+    from offnet.engine.evaluate import load_eval
+
+    run, _ = tiny_run
+    common = ["--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main(["test", str(run), "--out", str(tmp_path / "fp32"), *common]) == 0
+    assert main(["test", str(run), "--out", str(tmp_path / "bf16"), "--precision", "bf16", *common]) == 0
+    fp32, bf16 = load_eval(tmp_path / "fp32"), load_eval(tmp_path / "bf16")
+    assert bf16.meta["precision"] == "bf16" and fp32.meta["precision"] == "fp32"
+    for level in fp32.levels:
+        scale = float(np.abs(fp32.scores[level]).max()) + 1e-6
+        difference = float(np.abs(bf16.scores[level] - fp32.scores[level]).max())
+        assert 0.0 < difference <= 0.05 * scale + 0.05, (level, difference, scale)  # really bf16, and close
+    capsys.readouterr()
+    assert main(["test", str(run), "--out", str(tmp_path / "fp16"), "--precision", "fp16", *common]) == 1
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_offnet_test_val_subset_then_search(tiny_run, tmp_path, capsys):
     from offnet.engine.evaluate import load_eval

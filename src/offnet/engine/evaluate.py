@@ -292,6 +292,7 @@ def evaluate(
     flip: bool = True,
     seed: int = 0,
     on_bad_video: str = "fail",
+    precision: str = "fp32",
 ) -> EvalResult:
     """Score every video of ``records`` with the test protocol (module docstring) and return the scores.
 
@@ -316,7 +317,11 @@ def evaluate(
         seed: seed of the loader (test sampling and transforms are deterministic; kept for workers).
         on_bad_video: ``fail`` (stop at an unreadable video) or ``skip`` (check all videos first and
             leave the unreadable ones out of the scores; they are listed in ``meta["skipped_videos"]``).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` (CUDA only) autocast for the forward passes; the scores are
+            aggregated in float32 either way.
     """
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
     # Imported here so that loading and fusing score files (`offnet fuse`) needs no video decoders.
     from offnet.data.clips import make_loader
     from offnet.progress import progress_bar
@@ -369,8 +374,9 @@ def evaluate(
     try:
         for clips, batch_labels in loader:
             interrupts.check()
-            scores = score_clips(model, clips.to(dev, non_blocking=True), crop_agg=crop_agg,
-                                 chunk_images=chunk_images)
+            with _precision(precision, dev):
+                scores = score_clips(model, clips.to(dev, non_blocking=True), crop_agg=crop_agg,
+                                     chunk_images=chunk_images)
             for level in levels:
                 per_level[level].append(scores[level].cpu().numpy().astype(np.float32))
             labels.append(np.asarray(batch_labels, dtype=np.int64).reshape(-1))
@@ -398,12 +404,24 @@ def evaluate(
             "crop_agg": crop_agg,
             "size": size,
             "crop_then_consensus": _supports_segment_logits(model),
+            "precision": precision,
             "skipped_videos": skipped,
             "model": dict(getattr(model, "config", {}) or {}),
         },
     )
     logger.info("scored %d videos at %d segments x %d crops", len(names), segments, crops)
     return result
+
+
+def _precision(precision: str, device: torch.device) -> Any:
+    """The autocast context of ``precision`` on ``device`` (a no-op for fp32)."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 needs a CUDA device; on a CPU use bf16 (or fp32)")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def _names_of(dataset: Any, records: Sequence[VideoRecord], n: int) -> tuple[str, ...]:
