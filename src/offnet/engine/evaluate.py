@@ -53,6 +53,7 @@ __all__ = [
     "save_eval",
     "check_finite_scores",
     "frames_for_memory",
+    "precision_autocast",
     "load_eval",
     "result_metrics",
 ]
@@ -141,11 +142,11 @@ def frames_for_memory(model: nn.Module, *, size: int, budget_mb: float) -> int:
     sub-network needs them all at once) plus three times the largest single output (a layer's input,
     output and a temporary). The model's weights are not part of the budget.
     """
-    import copy
+    from offnet.models.complexity import meta_copy
 
     if budget_mb <= 0:
         raise ValueError(f"--max-memory must be positive (MB), got {budget_mb}")
-    meta = copy.deepcopy(model).to("meta").eval()
+    meta = meta_copy(model).eval()
     sizes: list[int] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()) if torch.is_tensor(out) else None)
              for m in meta.modules() if not list(m.children())]
@@ -374,7 +375,7 @@ def evaluate(
     try:
         for clips, batch_labels in loader:
             interrupts.check()
-            with _precision(precision, dev):
+            with precision_autocast(precision, dev):
                 scores = score_clips(model, clips.to(dev, non_blocking=True), crop_agg=crop_agg,
                                      chunk_images=chunk_images)
             for level in levels:
@@ -413,7 +414,7 @@ def evaluate(
     return result
 
 
-def _precision(precision: str, device: torch.device) -> Any:
+def precision_autocast(precision: str, device: torch.device) -> Any:
     """The autocast context of ``precision`` on ``device`` (a no-op for fp32)."""
     import contextlib
 

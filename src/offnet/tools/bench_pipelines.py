@@ -94,39 +94,32 @@ def _members(name: str) -> list[tuple[str, str, str]]:
     }[name]
 
 
-def _build(name: str, s: PipelineSettings) -> list[tuple[torch.nn.Module, torch.Tensor]]:
-    """The pipeline's models (eval, on the device) with one test input each ``(crops, T, C, H, W)``."""
+def _build(name: str, s: PipelineSettings, device: str | None = None) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+    """The pipeline's models (eval) with one test input each ``(crops, T, C, H, W)``, on ``device`` (default
+    ``s.device``; ``"meta"`` builds them without memory, for counting GMACs)."""
     from ..modalities import get_modality
     from ..models import create_model
 
-    dev = torch.device(s.device)
+    dev = torch.device(device or s.device)
     torch.manual_seed(0)
     built = []
     for arch, modality, mode in _members(name):
-        model = create_model(arch, num_classes=s.num_classes, modality=modality, backbone=s.backbone,
-                             spatial_mode=mode).to(dev).eval()
+        with dev:
+            model = create_model(arch, num_classes=s.num_classes, modality=modality, backbone=s.backbone,
+                                 spatial_mode=mode).eval()
         channels = get_modality(modality).data_channels
         built.append((model, torch.randn(s.crops, s.segments, channels, s.size, s.size, device=dev)))
     return built
 
 
-def _autocast(s: PipelineSettings) -> Any:
-    import contextlib
-
-    if s.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if s.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=torch.device(s.device).type, dtype=dtype)
-
-
 def _step(name: str, s: PipelineSettings) -> Callable[[], None]:
     """Score one video with the pipeline's networks (flow-tvl1's extraction is timed apart)."""
-    from ..engine.evaluate import score_clips
+    from ..engine.evaluate import precision_autocast, score_clips
 
     built = _build(name, s)
 
     def step() -> None:
-        with torch.inference_mode(), _autocast(s):
+        with torch.inference_mode(), precision_autocast(s.precision, torch.device(s.device)):
             for model, x in built:
                 score_clips(model, x.unsqueeze(0))  # (1, crops, T, C, H, W): crops max, segments mean
     return step
@@ -136,21 +129,7 @@ def _gmacs(name: str, s: PipelineSettings) -> float:
     """Multiply-adds of one video through the pipeline's networks (counted on the meta device)."""
     from ..models.complexity import count_gflops
 
-    return sum(count_gflops(model, tuple(x.shape)) for model, x in _meta_build(name, s))
-
-
-def _meta_build(name: str, s: PipelineSettings) -> list[tuple[torch.nn.Module, torch.Tensor]]:
-    from ..modalities import get_modality
-    from ..models import create_model
-
-    out = []
-    for arch, modality, mode in _members(name):
-        with torch.device("meta"):
-            model = create_model(arch, num_classes=s.num_classes, modality=modality, backbone=s.backbone,
-                                 spatial_mode=mode)
-        channels = get_modality(modality).data_channels
-        out.append((model, torch.empty(s.crops, s.segments, channels, s.size, s.size, device="meta")))
-    return out
+    return sum(count_gflops(model, tuple(x.shape)) for model, x in _build(name, s, "meta"))
 
 
 def _real_frames(count: int, size: tuple[int, int]) -> tuple[list[np.ndarray], str]:
