@@ -381,7 +381,6 @@ def _run_stage(
     clips_per_step = batch_size * accum_steps * ctx.world_size
     model.train()
     while run.step < run.total_steps:
-        interrupts.check()
         sampler.set_epoch(run.epoch, start_batch=run.position)
         if hasattr(data.train, "set_epoch"):
             data.train.set_epoch(run.epoch)
