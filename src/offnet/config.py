@@ -152,6 +152,10 @@ class StageConfig:
     warmup_factor: float = 0.1  # starting fraction of lr during warm-up
     loss_weights: dict[str, float] = field(default_factory=dict)  # per level, default 1.0
     focal_gamma: float = 0.0  # 0: cross-entropy; > 0: focal loss, (1 - p)^gamma down-weights examples already right
+    # False: the backbone's own head (TSN level) still trains, on detached features, so its loss does not shape the
+    # backbone (end-to-end training from scratch on data where appearance carries no class: it could only
+    # memorise the training videos' appearance)
+    backbone_head_grad: bool = True
     # This stage's clips and steps; None = the run's value (data.sampler, data.num_segments, train.batch_size,
     # train.accum_steps, optim.clip_grad_norm). The paper's OFF runs train stage 1 as TSN (3 segments over
     # the whole video, its batch and clipping) and stages 2-3 with the OFF sampler.

@@ -223,3 +223,24 @@ def test_consensus_false_returns_per_segment_and_per_pair_logits():
     assert all(torch.allclose(per[k].mean(dim=1), avg[k], atol=1e-6) for k in avg)
     hyp = offnet.create_model("hypnet", num_classes=4, backbone="tiny").eval()
     assert hyp(x, consensus=False)["hyp7"].shape == (2, 4, 4)
+
+
+def test_backbone_head_grad_false_trains_the_head_on_detached_features():
+    import torch
+
+    from offnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("off", backbone="tiny", num_classes=3, modality="rgb")
+    x = torch.randn(2, 3, 3, 48, 48)
+    for grad, reaches_backbone in ((True, True), (False, False)):
+        model.zero_grad(set_to_none=True)
+        model.set_stage(3, partial_bn=False, backbone_head_grad=grad)
+        model.train()
+        model(x)["rgb"].logsumexp(1).sum().backward()  # the backbone level's loss alone
+        head = model.heads["rgb"].fc.weight.grad
+        assert head is not None and head.abs().sum() > 0  # the head learns either way
+        conv = model.backbone.stem[0][0].weight.grad
+        assert (conv is not None and bool(conv.abs().sum() > 0)) is reaches_backbone
+    model.set_stage(2)
+    assert model.detach_backbone_head is False  # only the end-to-end stage detaches

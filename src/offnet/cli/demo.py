@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-flow", action="store_true", help=argparse.SUPPRESS)  # the default since flow is opt-in
     p.add_argument("--flow-algorithm", choices=("farneback", "tvl1"), default=None,
                    help="optical flow for the flow stream (default farneback; tvl1 is the paper's, ~50x slower)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="methods trained side by side, each in its own process (default: 2 if the machine has 2 "
+                   "or more cores, else 1; --quick: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -49,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--benchmarks takes motion and/or actions, got {args.benchmarks!r}")
         settings = dataclasses.replace(settings, benchmarks=chosen)
     settings = dataclasses.replace(settings, flow=args.flow and not args.no_flow)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        settings = dataclasses.replace(settings, jobs=args.jobs)
     if args.flow_algorithm:
         settings = dataclasses.replace(settings, flow_algorithm=args.flow_algorithm)
     results = run_demo(args.out, data=args.data, settings=settings, progress=not args.no_progress,

@@ -309,7 +309,8 @@ def _run_stage(
     sdir = stage_dir(run_dir, stage)
     tc = config.train
     model.set_stage(stage, partial_bn=config.model.partial_bn,
-                    partial_bn_train_conv1=config.model.partial_bn_train_conv1)
+                    partial_bn_train_conv1=config.model.partial_bn_train_conv1,
+                    backbone_head_grad=cfg_stage.backbone_head_grad)
     forward_kwargs = _forward_kwargs(model, stage)
     sampler = ResumableBatchSampler(
         len(data.train), batch_size=batch_size, seed=config.seed, shuffle=True,  # type: ignore[arg-type]

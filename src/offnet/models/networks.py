@@ -90,6 +90,7 @@ class ActionRecognizer(nn.Module):
             )
         self._bn_eval: set[nn.Module] = set()
         self._stage = 0
+        self.detach_backbone_head = False  # set per stage (set_stage)
 
     # ------------------------------------------------------------------ levels
     @property
@@ -128,6 +129,8 @@ class ActionRecognizer(nn.Module):
         frames = self.stem(x.flatten(0, 1))  # (B*T, C', H, W)
         taps, final = self.backbone(frames)
         pooled = final.mean(dim=(2, 3))  # (B*T, D)
+        if self.detach_backbone_head:
+            pooled = pooled.detach()  # the head trains, its loss does not reach the backbone
         out = {self.backbone_level: self.heads[self.backbone_level](pooled).view(b, t, -1)}  # (B, T, K)
         if self.subnet is None or backbone_only:
             return _consensus(out) if consensus else out
@@ -152,13 +155,16 @@ class ActionRecognizer(nn.Module):
     def _backbone_bns(self) -> list[nn.modules.batchnorm._BatchNorm]:
         return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    def set_stage(self, stage: int, *, partial_bn: bool = True, partial_bn_train_conv1: bool = False) -> None:
+    def set_stage(self, stage: int, *, partial_bn: bool = True, partial_bn_train_conv1: bool = False,
+                  backbone_head_grad: bool = True) -> None:
         """Configure what trains (paper Sec. 4.3).
 
         1: backbone and its head (TSN); 2: backbone and its head frozen, every backbone BN in eval mode
         (conv1's BN keeps batch statistics with ``partial_bn_train_conv1``), the OFF sub-network trains;
         3: everything. ``partial_bn`` (stages 1 and 3): only the first BN layer updates its statistics and
         affine parameters, as TSN does; turn it off when training a backbone from scratch.
+        ``backbone_head_grad=False`` (stage 3): the backbone head trains on detached features, so that its loss
+        does not shape the backbone.
         """
         if stage not in (1, 2, 3):
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
@@ -180,6 +186,7 @@ class ActionRecognizer(nn.Module):
         elif not backbone_trains:
             self._bn_eval = set(bns[1:] if partial_bn_train_conv1 else bns)
         self._stage = stage
+        self.detach_backbone_head = stage == 3 and not backbone_head_grad
         self.train(self.training)
 
     def loss_levels(self, stage: int) -> tuple[str, ...]:
