@@ -33,9 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--algorithm",
-        choices=["tvl1", "farneback"],
+        choices=["tvl1", "farneback", "none"],
         default="tvl1",
-        help="tvl1: OpenCV dual TV-L1 as the paper (default); farneback: much faster, coarser",
+        help="tvl1: OpenCV dual TV-L1 as the paper (default); farneback: much faster, coarser; none: the RGB "
+        "frames only (decode once, train from frame folders with data.frames_root)",
     )
     p.add_argument(
         "--rgb",

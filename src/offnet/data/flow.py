@@ -42,6 +42,7 @@ from offnet.data.listfile import VIDEO_EXTENSIONS
 
 __all__ = [
     "ALGORITHMS",
+    "FRAMES_ONLY",
     "TMP_SUFFIX",
     "FrameSize",
     "FlowFailure",
@@ -60,6 +61,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ALGORITHMS: tuple[str, ...] = ("tvl1", "farneback")
+#: ``algorithm`` value that writes the RGB frames only (decode once, then train from JPEG frame folders)
+FRAMES_ONLY = "none"
 TMP_SUFFIX = ".offnet-tmp"
 _JPEG_QUALITY = 95
 
@@ -127,6 +130,8 @@ def resize_frame(frame: np.ndarray, size: FrameSize) -> np.ndarray:
 
 
 def _make_engine(algorithm: str):
+    if algorithm == FRAMES_ONLY:
+        return None
     if algorithm == "tvl1":
         return cv2.optflow.DualTVL1OpticalFlow_create()
     if algorithm == "farneback":
@@ -264,13 +269,15 @@ def _extract_locked(video: Path, out_dir: Path, *, engine: object, algorithm: st
             n += 1
             if rgb:
                 _write_jpeg(tmp / f"img_{n:05d}.jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            if algorithm == FRAMES_ONLY:
+                continue
             gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             if prev_gray is not None:
                 q = quantize_flow(compute_flow(prev_gray, gray, algorithm=algorithm, engine=engine), bound)
                 _write_jpeg(tmp / f"flow_x_{n - 1:05d}.jpg", q[..., 0])
                 _write_jpeg(tmp / f"flow_y_{n - 1:05d}.jpg", q[..., 1])
             prev_gray = gray
-        if n < 2:
+        if n < (1 if algorithm == FRAMES_ONLY else 2):
             raise ValueError(f"{video}: {n} decodable frame(s); optical flow needs at least 2")
         if video.is_file():
             why = truncation(declared_frames(video), n)
@@ -362,8 +369,11 @@ def extract_flow(
     """
     if on_bad_video not in ("fail", "skip"):
         raise ValueError(f"on_bad_video must be 'fail' or 'skip', got {on_bad_video!r}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown flow algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
+    if algorithm not in (*ALGORITHMS, FRAMES_ONLY):
+        raise ValueError(f"unknown flow algorithm {algorithm!r}; choose one of {list(ALGORITHMS)} "
+                         f"(or {FRAMES_ONLY!r} for RGB frames only)")
+    if algorithm == FRAMES_ONLY and not rgb:
+        raise ValueError(f"algorithm {FRAMES_ONLY!r} writes only the RGB frames: it needs rgb=True")
     if bound <= 0:
         raise ValueError(f"bound must be positive (pixels), got {bound}")
     root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))
