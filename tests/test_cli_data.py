@@ -225,8 +225,9 @@ def test_synth_motion_ranges_reach_the_dataset(tmp_path: Path) -> None:
         (["--preset", "motion", "--classes", "SlideLeft"], "unknown motion class(es) ['SlideLeft']"),
         (["--preset", "motion", "--classes", "MoveRight,MoveRight"], "classes must not repeat"),
         (["--classes", "MoveRight"], "unknown actions class(es) ['MoveRight']"),
-        (["--speed", "1,2"], "--speed applies to --preset motion only"),
-        (["--preset", "actions", "--speed", "1,2"], "--speed applies to --preset motion only"),
+        (["--speed", "1,2"], "--speed and --paired apply to --preset motion only"),
+        (["--preset", "actions", "--speed", "1,2"], "--speed and --paired apply to --preset motion only"),
+        (["--paired"], "--speed and --paired apply to --preset motion only"),
         (["--size", "64x48"], "--size for the actions preset is one side in px"),
     ],
 )

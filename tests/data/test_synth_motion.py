@@ -286,6 +286,27 @@ def test_decoded_video_matches_rendering(tiny_dataset: Path) -> None:
         assert psnr > 25.0, (name, psnr)
 
 
+def test_paired_twins_are_exact_reversals_in_the_same_split(tmp_path: Path) -> None:
+    """``paired=True``: clip (g, c) of a reversed class is clip (g, c) of its twin played backwards."""
+    classes = ["MoveRight", "MoveLeft", "TurnClockwise"]
+    root = write_motion_dataset(tmp_path / "ds", **{**TINY, "classes": classes, "paired": True})
+    assert json.loads((root / "synth.json").read_text())["params"]["paired"] is True
+    for clip in ("g01_c01", "g03_c01"):
+        fwd = _decode(root / f"videos/MoveRight/v_MoveRight_{clip}.avi").astype(np.float64)
+        rev = _decode(root / f"videos/MoveLeft/v_MoveLeft_{clip}.avi").astype(np.float64)
+        psnr = 10 * np.log10(255.0**2 / np.mean((rev[::-1] - fwd) ** 2))
+        assert psnr > 25.0, (clip, psnr)  # the same frames, up to coding losses
+    lists = root / "ucfTrainTestlist"
+    test = (lists / "testlist01.txt").read_text().split()
+    train = [line.split()[0] for line in (lists / "trainlist01.txt").read_text().splitlines()]
+    for split in (test, train):  # every reversal sits in the split of its forward clip
+        assert {p.replace("MoveLeft", "MoveRight") for p in split if "MoveLeft" in p} == \
+            {p for p in split if "MoveRight" in p}
+    # the unpaired default draws other randomness for the twin, and another cache key
+    with pytest.raises(ValueError, match="other parameters"):
+        write_motion_dataset(root, **{**TINY, "classes": classes})
+
+
 def test_videos_are_inter_frame_coded(tmp_path: Path) -> None:
     root = write_motion_dataset(tmp_path / "ds", **{**TINY, "classes": ["MoveUp"], "num_frames": 26})
     with av.open(str(root / "videos/MoveUp/v_MoveUp_g01_c01.avi")) as container:

@@ -1,9 +1,10 @@
 """Learning, not just running: OFF(RGB) trained from scratch learns motion that a frame-level model cannot.
 
 A small motion-only set (:mod:`offnet.data.synth_motion`): discs cut from photographs moving right or
-left and turning clockwise or counter-clockwise, each class the time reversal of its twin, so no
-single frame carries the class. Trained with the demo's recipe (sizes derived from the data), OFF must
-tell twins apart far above chance while TSN, which averages frame-level scores, must stay near it.
+left, each clip of one class the exact time reversal of a clip of the other (``paired``, both in the
+same split), so no single frame carries the class. Trained with the demo's recipe (sizes derived from
+the data), OFF must tell twins apart far above chance while TSN, which averages frame-level scores, must
+stay near it.
 """
 
 import dataclasses
@@ -31,7 +32,7 @@ def _pair_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 @pytest.mark.slow
 def test_off_rgb_learns_motion_from_scratch_and_tsn_stays_at_chance(tmp_path):
     root = write_motion_dataset(tmp_path / "data", classes=CLASSES, videos_per_class=40, width=96, height=72,
-                                num_frames=48, seed=3, progress=False)
+                                num_frames=48, seed=3, paired=True, progress=False)
     settings = dataclasses.replace(FULL, num_workers=0, min_iterations=600)
     facts = probe_dataset(root)
     recipe = derive_recipe(facts, settings)
@@ -48,4 +49,5 @@ def test_off_rgb_learns_motion_from_scratch_and_tsn_stays_at_chance(tmp_path):
         accuracy[method] = _pair_accuracy(ev.scores[ev.final_level], ev.labels)
     print(f"pair accuracy: {accuracy}")
     assert accuracy["off"] >= 0.8, accuracy
-    assert 0.3 <= accuracy["tsn"] <= 0.7, accuracy
+    # every test video's reversal is in the test set too (paired), so a frame-level model ties by construction
+    assert 0.35 <= accuracy["tsn"] <= 0.65, accuracy

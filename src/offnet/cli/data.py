@@ -100,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="motion: px per frame, LOW,HIGH (default 1.5,3 scaled by width/160)")
     s.add_argument("--turn", default="3,6", help="motion: degrees per frame, LOW,HIGH (default 3,6)")
     s.add_argument("--zoom", default="1.2,2", help="motion: percent scale change per frame, LOW,HIGH (default 1.2,2)")
+    s.add_argument("--paired", action="store_true",
+                   help="motion: each clip of a reversed class is the exact reversal of the same clip of its "
+                        "twin (frame-level models then tie by construction)")
     s.set_defaults(func=run_synth)
 
 
@@ -211,11 +214,11 @@ def run_synth(args: argparse.Namespace) -> int:
         root = write_motion_dataset(
             args.root, classes=classes, videos_per_class=args.videos_per_class, seed=args.seed, width=width,
             height=height, num_frames=40 if args.frames is None else args.frames, speed=_range(args.speed, "--speed"),
-            turn=_range(args.turn, "--turn"), zoom=zoom, progress=True,
+            turn=_range(args.turn, "--turn"), zoom=zoom, paired=args.paired, progress=True,
         )
     else:
-        if args.speed is not None:
-            raise ValueError("--speed applies to --preset motion only")
+        if args.speed is not None or args.paired:
+            raise ValueError("--speed and --paired apply to --preset motion only")
         try:
             size = int(args.size or 64)
         except ValueError:

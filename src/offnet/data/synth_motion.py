@@ -203,12 +203,17 @@ def write_motion_dataset(root: str | Path, *, classes: Sequence[str] | None = No
                          seed: int = 0, width: int = 160, height: int = 120, num_frames: int = 40,
                          speed: tuple[float, float] | None = None, turn: tuple[float, float] = (3.0, 6.0),
                          zoom: tuple[float, float] = (1.2, 2.0), test_fraction: float = 1 / 3,
-                         progress: bool = True) -> Path:
+                         paired: bool = False, progress: bool = True) -> Path:
     """Write the motion-only benchmark into ``root`` (UCF-101 layout) and return ``root``.
 
     ``classes`` is a subset of :data:`MOTION_CLASSES` (default :data:`MOTION_DEFAULT_CLASSES`); see
     :func:`render_motion_clip` for the ranges. Same caching and atomic writing as
     :func:`offnet.data.synth.write_synthetic_dataset`.
+
+    ``paired=True`` renders clip ``(group, clip)`` of a reversed class as the exact time reversal of the
+    same clip of its twin (same photographs, path and noise), so every video has its reversal in the
+    same split: frame-level models then score a video and its twin alike by construction, which makes
+    "cannot beat chance" a sharp check on small sets. By default every clip draws its own randomness.
     """
     from .synth import _check_split  # the group split rules are shared
 
@@ -223,8 +228,12 @@ def write_motion_dataset(root: str | Path, *, classes: Sequence[str] | None = No
         "num_frames": num_frames, "speed": [float(x) for x in speed], "turn": [float(x) for x in turn],
         "zoom": [float(x) for x in zoom], "test_fraction": test_fraction,
     }
+    if paired:  # only then, so that existing datasets keep their cache key
+        params["paired"] = True
+
     def render(name: str, group: int, clip: int) -> np.ndarray:
-        class_id = MOTION_CLASSES.index(name)
+        # paired: a reversed class draws the randomness of its forward twin
+        class_id = MOTION_CLASSES.index(_REVERSED.get(name, name) if paired else name)
         rng = np.random.default_rng([seed, class_id, group, clip, 11])
         bg_rng = np.random.default_rng([seed, class_id, group, 0, 12])
         return render_motion_clip(name, rng=rng, width=width, height=height, num_frames=num_frames,
