@@ -131,6 +131,21 @@ def test_extract_video_resize_and_no_rgb(tmp_path: Path) -> None:
     assert cv2.imread(str(tmp_path / "o" / "flow_x_00001.jpg")).shape[:2] == (24, 32)
 
 
+def test_frames_only_extraction_writes_rgb_and_no_flow(tmp_path: Path) -> None:
+    """``algorithm="none"`` (``extract-flow --algorithm none``): decode once into RGB frame folders."""
+    write_moving_video(tmp_path / "videos" / "A" / "v.avi", num_frames=5)
+    summary = extract_flow(tmp_path / "videos", tmp_path / "frames", algorithm="none", size=(32, 24))
+    assert (summary.done, summary.failed, summary.frames) == (1, [], 5)
+    folder = tmp_path / "frames" / "A" / "v"
+    assert sorted(p.name for p in folder.iterdir()) == [f"img_{i:05d}.jpg" for i in range(1, 6)]
+    assert cv2.imread(str(folder / "img_00003.jpg")).shape == (24, 32, 3)
+    counts = count_frame_folder(folder)
+    assert (counts.rgb, counts.flow_x, counts.flow_y) == (5, 0, 0)
+    with pytest.raises(ValueError, match="needs rgb=True"):
+        extract_flow(tmp_path / "videos", tmp_path / "other", algorithm="none", rgb=False)
+    assert not (tmp_path / "other").exists()
+
+
 def _dataset(root: Path) -> Path:
     """Videos under ROOT/videos/<Class>/ (one non-ASCII name) and UCF-style split files."""
     write_moving_video(root / "videos" / "Right" / "v_Right_g01_c01.avi", num_frames=3, step=2)

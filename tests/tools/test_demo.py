@@ -54,9 +54,9 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     predictor = Predictor(actions["checkpoints"]["off-rgb"])
     (pred,) = predictor.predict([video])
     assert set(pred.levels) == {"rgb", "off28", "off14", "off7"}
-    # a second run reuses the generated datasets; --benchmarks picks one
+    # a second run reuses the generated datasets; --benchmarks picks one; --jobs 2 trains in two processes
     data_dirs = sorted(p.name for p in (out / "data").iterdir())
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion", "--jobs", "2"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == data_dirs
     again = json.loads((out / "results.json").read_text())
     assert [b["dataset"] for b in again["benchmarks"]] == ["offnet-motion"]
@@ -66,3 +66,21 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
 def test_demo_rejects_unknown_benchmark(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--benchmarks", "motion,nope"]) != 0
     assert "--benchmarks" in capsys.readouterr().err
+
+
+def test_demo_rejects_unknown_method_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--methods", "off-rgb,i3d"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown or no demo method(s) ['i3d']" in err and "off-rgb" in err
+    assert not out.exists()
+
+
+def test_with_methods_sets_every_benchmark_and_flow():
+    from offnet.tools.demo import FULL, with_methods
+
+    s = with_methods(FULL, ["off-rgb", "tsn-rgb", "off-rgb"])
+    assert s.motion_methods == s.actions_methods == s.data_methods == ("off-rgb", "tsn-rgb")
+    assert not s.flow
+    s = with_methods(FULL, ["tsn-flow", "off-rgb"])
+    assert s.flow and s.data_methods == ("off-rgb",)

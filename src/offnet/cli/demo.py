@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-flow", action="store_true", help=argparse.SUPPRESS)  # the default since flow is opt-in
     p.add_argument("--flow-algorithm", choices=("farneback", "tvl1"), default=None,
                    help="optical flow for the flow stream (default farneback; tvl1 is the paper's, ~50x slower)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods to train on every benchmark (default: each benchmark's own set; "
+                        "choose from tsn-rgb, hypnet-rgb, off-rgb, tsn-rawoff, off-rawoff, tsn-flow)")
     p.add_argument("--jobs", type=int, default=None,
                    help="methods trained side by side, each in its own process (default: 2 if the machine has 2 "
                    "or more cores, else 1; --quick: 1)")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..tools.demo import FULL, QUICK, format_table, run_demo
+    from ..tools.demo import FULL, QUICK, format_table, run_demo, with_methods
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     settings = QUICK if args.quick else FULL
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--benchmarks takes motion and/or actions, got {args.benchmarks!r}")
         settings = dataclasses.replace(settings, benchmarks=chosen)
     settings = dataclasses.replace(settings, flow=args.flow and not args.no_flow)
+    if args.methods:
+        settings = with_methods(settings, [m.strip() for m in args.methods.split(",") if m.strip()])
     if args.jobs is not None:
         if args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")

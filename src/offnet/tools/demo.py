@@ -38,7 +38,7 @@ import torch
 
 from ..fileio import atomic_write_text, save_figure
 
-__all__ = ["DemoSettings", "QUICK", "FULL", "run_demo", "format_table"]
+__all__ = ["DemoSettings", "QUICK", "FULL", "run_demo", "format_table", "with_methods"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class DemoSettings:
     data_methods: tuple[str, ...] = ("tsn-rgb", "hypnet-rgb", "off-rgb", "tsn-rawoff", "off-rawoff")
     motion_classes: tuple[str, ...] = ("MoveRight", "MoveLeft", "TurnClockwise", "TurnCounterclockwise",
                                        "ZoomIn", "ZoomOut")
-    motion_videos_per_class: int = 130
+    motion_videos_per_class: int = 115  # 450 training videos: what fits the 10-minute budget on 2 cores
     motion_size: tuple[int, int] = (160, 120)  # width, height (px)
     motion_frames: int = 40
     classes: tuple[str, ...] = ("SlideRight", "SlideLeft", "TurnClockwise", "TurnCounterclockwise",
@@ -128,6 +128,17 @@ QUICK = dataclasses.replace(
     test_segments=8, tsn_epochs=1.0, off_epochs=1.0, min_iterations=2, max_input=48, num_workers=0,
     timing_repeats=5, jobs=1,
 )
+
+
+def with_methods(settings: DemoSettings, methods: list[str]) -> DemoSettings:
+    """``settings`` training ``methods`` (names of :data:`METHODS`) on every benchmark; ``tsn-flow`` turns on
+    flow extraction."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown or no demo method(s) {unknown or methods}; choose from {', '.join(METHODS)}")
+    chosen = tuple(dict.fromkeys(m for m in methods if m != "tsn-flow"))
+    return dataclasses.replace(settings, motion_methods=chosen, actions_methods=chosen, data_methods=chosen,
+                               flow=settings.flow or "tsn-flow" in methods)
 
 
 @dataclass(frozen=True)
