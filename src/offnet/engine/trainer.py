@@ -327,11 +327,13 @@ def _run_stage(
     run = _StageRun(stage=stage, total_steps=stage_total_steps(cfg_stage, steps_per_epoch=steps_per_epoch),
                     steps_per_epoch=steps_per_epoch)
     groups = model.param_groups(weight_decay=config.optim.weight_decay)
+    # foreach: one multi-tensor kernel per update instead of a loop over parameters (torch picks it only on
+    # CUDA by default); the same arithmetic, and on the CPU about a tenth of a small model's step time
     if config.optim.name == "adamw":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg_stage.lr)
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg_stage.lr, foreach=True)
     else:
         optimizer = torch.optim.SGD(groups, lr=cfg_stage.lr, momentum=config.optim.momentum,
-                                    nesterov=config.optim.nesterov)
+                                    nesterov=config.optim.nesterov, foreach=True)
     schedule = LRSchedule(
         optimizer, base_lr=cfg_stage.lr, total_steps=run.total_steps, kind=cfg_stage.schedule,
         milestones=cfg_stage.milestones, gamma=cfg_stage.gamma, num_cycles=cfg_stage.num_cycles,
@@ -408,7 +410,7 @@ def _run_stage(
             if settings.clip_grad_norm is not None:
                 scaler.unscale_(optimizer)
                 params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, settings.clip_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, settings.clip_grad_norm, foreach=True)
             scaler.step(optimizer)
             scaler.update()
             schedule.step()

@@ -89,8 +89,10 @@ class DemoSettings:
     max_input: int = 112  # cap on the network input side (CPU budget)
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta); the OFF sampler's interval is num_frames // beta
+    train_scales: tuple[float, ...] = (0.875,)  # training crop sides, fractions of the resized shorter side
     batch_size: int = 4
     optimizer: str = "adamw"
+    weight_decay: float = 5e-4
     lr: float = 2e-3
     tsn_epochs: float = 8.0  # TSN and Hyp-Net (order-free pooling)
     off_epochs: float = 40.0  # OFF on RGB or Raw OFF
@@ -182,8 +184,9 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
     data = {
         "dataset": "ucf101", "root": str(root), "split": 1, "frames_root": str(frames_root) if frames_root else None,
         "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
-        "test_segments": s.test_segments, "size": r.input_size, "resize_to": r.resize_to, "scales": [0.875],
-        "flip": False, "num_workers": s.num_workers, "on_bad_video": "fail", "val_fraction": 0.0,
+        "test_segments": s.test_segments, "size": r.input_size, "resize_to": r.resize_to,
+        "scales": list(s.train_scales), "flip": False, "num_workers": s.num_workers, "on_bad_video": "fail",
+        "val_fraction": 0.0,
     }
     cfg = {
         "name": name, "seed": s.seed, "stages": stages,
@@ -201,7 +204,7 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
         # motion benchmark no training lifts an order-free model above chance, and the demo's time goes to OFF
         "stage3": {**stage, "iterations": r.tsn_iterations if model == "hypnet" else r.off_iterations,
                    "backbone_head_grad": False},
-        "optim": {"name": s.optimizer},
+        "optim": {"name": s.optimizer, "weight_decay": s.weight_decay},
     }
     return Config.from_dict(cfg, source=f"demo:{name}")
 
@@ -547,9 +550,33 @@ def _run_jobs(jobs: list[_Job], s: DemoSettings, *, say: Callable[[str], None], 
                 next_yield += 1
                 yield job.label, results[job.label]
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # a failed job or Ctrl-C: start nothing more
+        # a failed job or Ctrl-C: start nothing more and stop the running jobs now (at exit Python would
+        # otherwise wait for them to finish: a Ctrl-C that reached only this process hung for minutes)
+        _stop_workers(pool)
         raise
     pool.shutdown()
+
+
+def _stop_workers(pool: Any, grace_s: float = 5.0) -> None:
+    """Shut ``pool`` down without starting queued jobs, interrupt its worker processes as Ctrl-C would and
+    kill those still running after ``grace_s`` seconds (checkpoints are written atomically, so none is
+    left half-written)."""
+    import signal
+
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # forgets the processes: taken above
+    for proc in procs:
+        if proc.is_alive() and proc.pid is not None:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
 
 
 def _row(method: str, scores: np.ndarray, ev: Any, pairs: list, compute_metrics: Callable,
