@@ -394,6 +394,29 @@ def test_sigint_stops_a_training_process_with_130(dataset, tmp_path):
     assert len((run_dir / "log.jsonl").read_text().splitlines()) < 500
 
 
+def test_stop_process_pool_ends_running_tasks_at_once():
+    """A failed job or Ctrl-C in the owner of a process pool (demo jobs, extract-flow) stops the tasks still
+    running instead of waiting for every submitted one."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from offnet.interrupts import stop_process_pool
+
+    pool = cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"))
+    futures = [pool.submit(time.sleep, 120) for _ in range(3)]
+    deadline = time.monotonic() + 60
+    while not all(f.running() for f in futures[:2]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    procs = list(pool._processes.values())
+    assert len(procs) == 2 and all(p.is_alive() for p in procs)
+    t0 = time.monotonic()
+    stop_process_pool(pool, grace_s=5.0)
+    assert not any(p.is_alive() for p in procs)
+    assert time.monotonic() - t0 < 10  # not the 120 s the tasks would take
+    # no task ran to completion: the queued one was cancelled or never picked up
+    assert not any(f.done() and not f.cancelled() and f.exception() is None for f in futures)
+
+
 # ------------------------------------------------------------------------------------- smaller ones
 def test_small_user_mistakes_are_one_line_errors(run, tmp_path, capsys):
     video = next(Path(load_checkpoint(run / "stage3" / "last.pt")["config"]["data"]["root"]).glob("videos/*/*.avi"))

@@ -9,11 +9,14 @@ step, and the command line exits with 130 when the flag is set, however the exce
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from types import FrameType
 
-__all__ = ["install", "check", "interrupted", "reset"]
+__all__ = ["install", "check", "interrupted", "reset", "stop_process_pool"]
 
 _pressed = threading.Event()
 
@@ -42,3 +45,28 @@ def check() -> None:
 
 def reset() -> None:
     _pressed.clear()
+
+
+def stop_process_pool(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
+    """Stop ``pool`` now: start none of its queued tasks, interrupt its workers as Ctrl-C would, and kill
+    those still running after ``grace_s`` seconds.
+
+    For a Ctrl-C or an error in the process that owns the pool. Leaving the pool otherwise (``with``, or
+    ``shutdown()`` at exit) waits for every submitted task, and a worker that got the Ctrl-C itself only
+    abandons its current task and takes the next. Writers in offnet write atomically, so a stopped task
+    leaves nothing half-written.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # forgets the processes: taken above
+    for proc in procs:
+        if proc.is_alive() and proc.pid is not None:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)

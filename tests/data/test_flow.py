@@ -219,3 +219,34 @@ def test_extract_flow_in_worker_processes(tmp_path: Path) -> None:
     summary = extract_flow(root / "videos", tmp_path / "frames", algorithm="farneback", workers=2)
     assert (summary.done, summary.failed) == (2, [])
     assert count_frame_folder(tmp_path / "frames" / "Right" / "v_Right_g01_c01").problems == ()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_extraction_in_worker_processes(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C after the first finished video: the queued videos are not extracted (leaving the pool used to
+    wait for all of them) and a new run resumes the rest."""
+    import offnet.progress
+
+    for i in range(16):
+        write_moving_video(tmp_path / "videos" / "A" / f"v{i:02d}.avi", num_frames=24, step=1)
+
+    class CtrlCBar:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def update(self, n: int = 1) -> None:
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(offnet.progress, "progress_bar", CtrlCBar)
+    out = tmp_path / "frames"
+    with pytest.raises(KeyboardInterrupt):
+        extract_flow(tmp_path / "videos", out, algorithm="tvl1", workers=2)
+    done = [p for p in (out / "A").iterdir() if not p.name.startswith(".")]
+    # the first, the ones running or already handed to a worker, and the few finished meanwhile; not all 16
+    assert 1 <= len(done) <= 8
+    monkeypatch.undo()
+    summary = extract_flow(tmp_path / "videos", out, algorithm="tvl1", workers=2, progress=False)
+    assert summary.ok and summary.done + summary.skipped == 16

@@ -39,6 +39,7 @@ import numpy as np
 
 from offnet.data.decode import VideoDecodeError
 from offnet.data.listfile import VIDEO_EXTENSIONS
+from offnet.interrupts import stop_process_pool
 
 __all__ = [
     "ALGORITHMS",
@@ -437,7 +438,8 @@ def extract_flow(
     else:
         # spawn, not fork: the parent may hold threads (tqdm, torch) that fork would copy mid-state.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        try:
             futures: dict[Future[int], Path] = {pool.submit(_worker, v, f, *args): v for v, f in todo}
             for fut in as_completed(futures):
                 if fut.cancelled():
@@ -447,6 +449,10 @@ def extract_flow(
                 if stop():
                     for other in futures:
                         other.cancel()  # videos not started yet; running ones finish
+        except BaseException:
+            stop_process_pool(pool)  # Ctrl-C: no more videos, and the ones being extracted stop now
+            raise
+        pool.shutdown()
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary

@@ -518,6 +518,8 @@ def _run_jobs(jobs: list[_Job], s: DemoSettings, *, say: Callable[[str], None], 
     import concurrent.futures as cf
     import multiprocessing as mp
 
+    from ..interrupts import stop_process_pool
+
     n = len(jobs)
     parallel = max(1, min(s.jobs, n))
     if parallel == 1:
@@ -555,33 +557,9 @@ def _run_jobs(jobs: list[_Job], s: DemoSettings, *, say: Callable[[str], None], 
                 next_yield += 1
                 yield job.label, results[job.label]
     except BaseException:
-        # a failed job or Ctrl-C: start nothing more and stop the running jobs now (at exit Python would
-        # otherwise wait for them to finish: a Ctrl-C that reached only this process hung for minutes)
-        _stop_workers(pool)
+        stop_process_pool(pool)  # a failed job or Ctrl-C: start nothing more, stop the running jobs now
         raise
     pool.shutdown()
-
-
-def _stop_workers(pool: Any, grace_s: float = 5.0) -> None:
-    """Shut ``pool`` down without starting queued jobs, interrupt its worker processes as Ctrl-C would and
-    kill those still running after ``grace_s`` seconds (checkpoints are written atomically, so none is
-    left half-written)."""
-    import signal
-
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before Python 3.14
-    pool.shutdown(wait=False, cancel_futures=True)  # forgets the processes: taken above
-    for proc in procs:
-        if proc.is_alive() and proc.pid is not None:
-            try:
-                os.kill(proc.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace_s
-    for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join(1.0)
 
 
 def _row(method: str, scores: np.ndarray, ev: Any, pairs: list, compute_metrics: Callable,
