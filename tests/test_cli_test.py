@@ -195,3 +195,31 @@ def test_offnet_test_errors_name_the_problem(tiny_run, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["test", str(run), "--data-root", str(tmp_path / "nowhere"), "--device", "cpu"]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_offnet_test_samples_at_the_runs_fixed_interval(tiny_run, tmp_path, monkeypatch):
+    """A run trained with data.interval is scored at that interval (not L // segments)."""
+    import offnet.data.sampling as sampling
+    import offnet.engine.checkpoint as checkpoint
+
+    build = checkpoint.build_model_from_checkpoint
+
+    def with_interval(path):
+        model, payload = build(path)
+        payload["config"]["data"]["interval"] = 2
+        return model, payload
+
+    seen = []
+    make = sampling.make_sampler
+
+    def recording(*args, **kwargs):
+        sampler = make(*args, **kwargs)
+        seen.append(sampler)
+        return sampler
+
+    monkeypatch.setattr(checkpoint, "build_model_from_checkpoint", with_interval)
+    monkeypatch.setattr(sampling, "make_sampler", recording)
+    run, _ = tiny_run
+    assert main(["test", str(run), "--workers", "0", "--out", str(tmp_path / "t"), "--no-progress"]) == 0
+    assert seen and all(s.interval == 2 and s.test for s in seen)
+    assert set(np.diff(seen[0].offsets(32)).tolist()) == {2}

@@ -108,6 +108,9 @@ class DataConfig:
     sampler: str = "off"  # tsn (TSN segments) | off (paper's exact interval) | off_code (code's grid)
     num_segments: int = 7  # segments per training clip (paper: 7; TSN: 3)
     test_segments: int = 25  # segments per test clip (paper: 25)
+    # OFF sampler: a fixed interval between segments in frames (None: the paper's L // test_segments per video).
+    # Motion per interval is what the OFF taps see; `offnet demo --data` sets it from the data's measured motion.
+    interval: int | None = None
     val_segments: int | None = None  # validation: first N segments of the test clip (None = all test_segments)
     size: int = 224  # network input side in pixels
     resize_to: int | None = None  # resize frames' shorter side before cropping (None = as decoded)
@@ -315,6 +318,9 @@ class Config:
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"{source}: {key}={value!r} must be at least 1")
+        if self.data.interval is not None and self.data.interval < 1:
+            raise ValueError(f"{source}: data.interval={self.data.interval!r} must be at least 1 frame "
+                             "(null: the paper's L // test_segments)")
         if self.model.name != "tsn" and self.data.num_segments < 2:
             raise ValueError(
                 f"{source}: model.name={self.model.name} needs data.num_segments >= 2 (pairs of segments); "

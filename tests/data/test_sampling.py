@@ -169,3 +169,38 @@ def test_off_train_interval_is_the_floor_of_l_over_beta(num_frames):
     for _ in range(20):
         starts = off_train_offsets(num_frames, 7, 1, rng, test_segments=25)
         assert set(np.diff(starts).tolist()) == {num_frames // 25}
+
+
+@pytest.mark.parametrize("num_frames", [40, 120, 250])
+def test_a_fixed_interval_does_not_depend_on_the_video_length(num_frames):
+    rng = np.random.default_rng(0)
+    train = make_sampler("off", num_segments=3, new_length=1, test=False, test_segments=8, interval=5)
+    test = make_sampler("off", num_segments=3, new_length=1, test=True, test_segments=8, interval=5)
+    for _ in range(20):
+        assert set(np.diff(train.offsets(num_frames, rng)).tolist()) == {5}
+    starts = test.offsets(num_frames)
+    assert len(starts) == 8 and set(np.diff(starts).tolist()) == {5}
+    # the test span (36 frames) is centred in the video
+    assert starts[0] == (num_frames - 1 - 35) // 2
+
+
+def test_a_fixed_interval_shortens_only_where_the_segments_would_not_fit():
+    # 8 test segments 5 frames apart need 36 frames; a 22-frame video gets an interval of 21 // 7 = 3
+    np.testing.assert_array_equal(off_test_offsets(22, 8, 1, test_segments=8, interval=5), [0, 3, 6, 9, 12, 15,
+                                                                                           18, 21])
+    # Raw OFF segments read 5 frames: 3 segments 6 apart fit in 17 frames (0, 6, 12 -> last frame 16)
+    assert set(np.diff(off_train_offsets(17, 3, 5, np.random.default_rng(0), interval=6)).tolist()) == {6}
+    assert set(np.diff(off_train_offsets(16, 3, 5, np.random.default_rng(0), interval=6)).tolist()) == {5}
+    # never below one frame
+    assert set(np.diff(off_test_offsets(3, 8, 1, test_segments=8, interval=4)).tolist()) == {1}
+
+
+def test_a_fixed_interval_is_only_for_the_off_sampler():
+    # the TSN and the authors' grid samplers space their segments over the whole video: make_sampler drops it
+    assert make_sampler("tsn", num_segments=3, new_length=1, test=True, interval=5).interval is None
+    from offnet.data.sampling import Sampler
+
+    with pytest.raises(ValueError, match="needs the 'off' sampler"):
+        Sampler(name="off_code", num_segments=3, new_length=1, test=True, test_segments=8, interval=5)
+    with pytest.raises(ValueError, match=">= 1 frame"):
+        make_sampler("off", num_segments=3, new_length=1, test=True, interval=0)

@@ -171,6 +171,7 @@ def test_stage_settings_inherit_the_run_and_override_per_stage():
     ("stage3.batch_size=0", "stage3.batch_size=0 must be at least 1"),
     ("stage1.clip_grad_norm=-1", "stage1.clip_grad_norm=-1.0 must be >= 0"),
     ("optim.clip_grad_norm=0", "optim.clip_grad_norm=0.0 must be positive"),
+    ("data.interval=0", "data.interval=0 must be at least 1 frame"),
 ])
 def test_bad_stage_settings_name_the_key(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -180,3 +181,9 @@ def test_bad_stage_settings_name_the_key(override, message):
 def test_one_segment_is_fine_for_a_tsn_stage_one_of_an_off_run():
     config = load_config(None, ["stage1.num_segments=1", "stage1.sampler=tsn"])
     assert config.stage_settings(1).num_segments == 1
+
+
+def test_a_fixed_off_interval_is_a_data_setting():
+    config = load_config(None, ["data.interval=5", "data.test_segments=8"])
+    assert config.data.interval == 5
+    assert load_config(None, []).data.interval is None  # the paper's L // test_segments

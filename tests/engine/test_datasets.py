@@ -34,6 +34,14 @@ def test_training_clips_use_the_test_interval(tmp_path):
     config.data.val_segments = 4
     data = build_train_data(config, records=records, class_names=class_names, input_spec=IMAGENET_SPEC)
     assert np.array_equal(data.val.sampler(300), test_protocol(300)[:4])
+    # a fixed interval (data.interval) holds for training and validation at any video length
+    config.data.interval = 3
+    data = build_train_data(config, records=records, class_names=class_names, input_spec=IMAGENET_SPEC)
+    for length in (32, 300):
+        assert set(np.diff(data.train.sampler(length, np.random.default_rng(0))[:, 0]).tolist()) == {3}
+    assert set(np.diff(data.val.sampler(300)[:, 0]).tolist()) == {3}
+    # 16 test segments 3 frames apart do not fit in 32 frames: the interval shortens to 31 // 15
+    assert set(np.diff(data.val.sampler(32)[:, 0]).tolist()) == {2}
 
 
 def test_each_stage_samples_with_its_own_sampler(tmp_path, monkeypatch):

@@ -208,3 +208,24 @@ def test_memory_budget_sets_frames_per_forward():
     assert frames_for_memory(create_model("off", num_classes=4, backbone="tiny"), size=128, budget_mb=64) < large
     with pytest.raises(ValueError, match="--max-memory must be positive"):
         frames_for_memory(model, size=64, budget_mb=0)
+
+
+def test_reduced_precision_lays_the_model_out_channels_last_and_scores_stay_close():
+    from offnet.engine.evaluate import bf16_supported, for_precision, precision_autocast
+    from offnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("off", num_classes=4, backbone="tiny", modality="rgb").eval()
+    x = torch.randn(1, 1, 3, 3, 56, 56)  # (B, crops, T, C, H, W)
+    with torch.inference_mode():
+        plain = score_clips(model, x)
+    assert for_precision(model, "fp32") is model
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for_precision(model, "bf16")
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), precision_autocast("bf16", torch.device("cpu")):
+        reduced = score_clips(model, x)
+    for level, scores in plain.items():  # bf16 rounding only (8-bit mantissa)
+        torch.testing.assert_close(reduced[level].float(), scores, atol=0.15, rtol=0.05)
+    assert isinstance(bf16_supported("cpu"), bool)

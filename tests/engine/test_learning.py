@@ -17,7 +17,7 @@ from offnet.data.synth_motion import write_motion_dataset
 from offnet.engine.evaluate import load_eval
 from offnet.engine.trainer import train
 from offnet.tools.demo import FULL, _config, derive_recipe
-from offnet.tools.recipe import probe_dataset
+from offnet.tools.recipe import measure_motion, probe_dataset
 
 CLASSES = ["MoveRight", "MoveLeft"]
 
@@ -35,7 +35,7 @@ def test_off_rgb_learns_motion_from_scratch_and_tsn_stays_at_chance(tmp_path):
                                 num_frames=48, seed=3, paired=True, progress=False)
     settings = dataclasses.replace(FULL, num_workers=0, min_iterations=600)
     facts = probe_dataset(root)
-    recipe = derive_recipe(facts, settings)
+    recipe = derive_recipe(facts, settings, speed=lambda side: measure_motion(root, short_side=side))
     assert (facts.frame_width, facts.frame_height, facts.median_frames) == (96, 72, 48)
     assert recipe.input_size == 56  # 7/8 of the 72 px shorter side, from frames resized to 64 px
     accuracy = {}

@@ -12,7 +12,7 @@ import offnet.tools.stream as stream_module
 from offnet.cli import main
 from offnet.data.decode import read_frames
 from offnet.tools.predict import Predictor
-from offnet.tools.stream import open_source, segment_transform, stream_predictions
+from offnet.tools.stream import open_source, segment_interval, segment_transform, stream_predictions
 
 torch.set_num_threads(1)
 
@@ -117,3 +117,14 @@ def test_a_flow_model_is_refused(tmp_path, video, capsys):
                            "config": {"data": {"test_segments": 3, "size": 64}}})
     assert main(["stream", str(ckpt), str(video)]) == 1
     assert "a flow model needs optical flow" in capsys.readouterr().err
+
+
+def test_a_run_with_a_fixed_interval_streams_at_that_interval(ckpt, video):
+    predictor = Predictor(ckpt)
+    assert segment_interval(predictor, fps=25, window=None) == round(2.0 * 25 / 4)  # no interval: 2 s window
+    predictor.data_config["interval"] = 3
+    assert segment_interval(predictor, fps=25, window=None) == 3
+    assert segment_interval(predictor, fps=25, window=0.8) == 5  # --window wins
+    with open_source(str(video)) as source:
+        events = list(stream_predictions(predictor, iter(source), fps=25))
+    assert [e.frame for e in events] == list(range(2, 60, 3))

@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "drawn on it. Stop a camera with Ctrl-C (the overlay so far is kept).")
     p.add_argument("checkpoint", help="run directory, .pt checkpoint, or .safetensors export (or its folder)")
     p.add_argument("source", help="camera index, stream URL or video file")
-    p.add_argument("--window", type=float, default=2.0, metavar="SECONDS",
-                   help="seconds the sliding window spans (default: 2); a segment is cut every "
-                   "window x fps / segments frames")
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="seconds the sliding window spans; a segment is cut every window x fps / segments "
+                   "frames (default: the run's fixed OFF interval if it has one, else a 2-second window)")
     p.add_argument("--segments", type=int, default=None,
                    help="segments in the window (default: the run's test segments)")
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the source's, else 25)")
@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_stream(args: argparse.Namespace) -> int:
     from ..fileio import check_writable
     from ..tools.predict import Predictor
-    from ..tools.stream import OverlayWriter, draw_label, open_source, stream_predictions
+    from ..tools.stream import OverlayWriter, draw_label, open_source, segment_interval, stream_predictions
 
-    if args.window <= 0:
+    if args.window is not None and args.window <= 0:
         raise ValueError(f"--window must be positive seconds, got {args.window}")
     for name in ("segments", "max_frames", "top"):
         value = getattr(args, name)
@@ -53,7 +53,7 @@ def run_stream(args: argparse.Namespace) -> int:
         raise ValueError(f"--segments must be at least 2 for the OFF network, got {predictor.segments}")
     with open_source(args.source) as source:
         fps = args.fps or source.fps or 25.0
-        interval = max(1, round(args.window * fps / predictor.segments))
+        interval = segment_interval(predictor, fps=fps, window=args.window)
         print(f"{source.name}: {fps:g} fps, a segment every {interval} frames, window of {predictor.segments} "
               f"segments ({interval * predictor.segments / fps:.2f} s)")
         writer = OverlayWriter(args.overlay, fps=fps) if args.overlay else None

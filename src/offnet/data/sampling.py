@@ -21,7 +21,9 @@ Schemes (``make_sampler`` name):
     One interval ``⌊L/β⌋`` (``β`` = test segments, 25) shared by all segments. Train: ``α`` segments at
     ``p + k·interval`` with ``p`` uniform in ``{0 … L - n - (α-1)·interval}``; test: ``β`` segments with the
     same interval, centred. A zero interval (``L < β``) would give ``α`` identical segments and a zero
-    temporal difference, so the interval is at least 1.
+    temporal difference, so the interval is at least 1. With ``interval`` set (frames), every video uses
+    that interval instead of ``⌊L/β⌋``, shortened only where the clip's segments would not fit in the
+    video: a fixed time step, for motion whose speed does not depend on the video's length.
 ``"off_code"`` (the authors' Caffe data layer)
     ``K = β`` slots of width ``d = ⌊(L - n)/(K-1)⌋``. Train: 7 (``α``) consecutive slots from a random slot
     ``s ∈ {0 … K-α-2}`` (the code's off-by-one is kept), each start jittered independently inside its slot
@@ -106,10 +108,19 @@ def tsn_test_offsets(num_frames: int, num_segments: int, new_length: int) -> np.
 # ------------------------------------------------------------------------------------- OFF (paper)
 
 
-def _off_interval(num_frames: int, test_segments: int) -> int:
+def _off_interval(num_frames: int, test_segments: int, interval: int | None = None, *, num_segments: int = 1,
+                  new_length: int = 1) -> int:
+    """``⌊L/β⌋`` (at least 1), or the fixed ``interval``, shortened so that ``num_segments`` segments of
+    ``new_length`` frames fit in the video (at least 1)."""
     if test_segments < 1:
         raise ValueError(f"test_segments (β) must be >= 1; got {test_segments}")
-    return max(num_frames // test_segments, 1)
+    if interval is None:
+        return max(num_frames // test_segments, 1)
+    if interval < 1:
+        raise ValueError(f"the OFF interval must be >= 1 frame; got {interval}")
+    if num_segments > 1:
+        interval = min(interval, (num_frames - new_length) // (num_segments - 1))
+    return max(interval, 1)
 
 
 def off_train_offsets(
@@ -119,27 +130,31 @@ def off_train_offsets(
     rng: np.random.Generator,
     *,
     test_segments: int = 25,
+    interval: int | None = None,
 ) -> np.ndarray:
     """OFF paper training starts ``(α,)``: ``p + k·⌊L/β⌋`` for ``k = 0 … α-1`` (Sec. 4.2).
 
     ``p`` is uniform in ``{0 … L - n - (α-1)·interval}`` (0 when that is negative: the last segments
     then clamp to the last frame). ``L = 250``, ``α = 7``, ``β = 25``, ``n = 1``: interval 10,
-    ``p ∈ {0 … 189}``.
+    ``p ∈ {0 … 189}``. A fixed ``interval`` replaces ``⌊L/β⌋`` (shortened to fit the video).
     """
     _check(num_frames, num_segments, new_length)
-    interval = _off_interval(num_frames, test_segments)
+    interval = _off_interval(num_frames, test_segments, interval, num_segments=num_segments, new_length=new_length)
     p_max = max(num_frames - new_length - (num_segments - 1) * interval, 0)
     p = int(rng.integers(0, p_max + 1))
     return p + interval * np.arange(num_segments, dtype=np.int64)
 
 
-def off_test_offsets(num_frames: int, num_segments: int, new_length: int, *, test_segments: int = 25) -> np.ndarray:
+def off_test_offsets(num_frames: int, num_segments: int, new_length: int, *, test_segments: int = 25,
+                     interval: int | None = None) -> np.ndarray:
     """OFF test starts ``(T,)``: the training interval ``⌊L/β⌋``, the span centred in the video.
 
-    ``L = 250``, ``T = β = 25``, ``n = 1``: interval 10, span 241 frames, starts ``4, 14, …, 244``.
+    ``L = 250``, ``T = β = 25``, ``n = 1``: interval 10, span 241 frames, starts ``4, 14, …, 244``. A fixed
+    ``interval`` replaces ``⌊L/β⌋`` (shortened to fit the video): ``L = 250``, ``T = 8``, ``interval = 5``:
+    starts ``107, 112, …, 142``.
     """
     _check(num_frames, num_segments, new_length)
-    interval = _off_interval(num_frames, test_segments)
+    interval = _off_interval(num_frames, test_segments, interval, num_segments=num_segments, new_length=new_length)
     p = max((num_frames - new_length - (num_segments - 1) * interval) // 2, 0)
     return p + interval * np.arange(num_segments, dtype=np.int64)
 
@@ -210,10 +225,14 @@ class Sampler:
     new_length: int
     test: bool
     test_segments: int = 25
+    interval: int | None = None  # "off": a fixed interval in frames instead of L // test_segments
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.name!r}; choose one of {list(SAMPLERS)}")
+        if self.interval is not None and (self.name != "off" or self.interval < 1):
+            raise ValueError(f"a fixed interval (got {self.interval!r}) needs the 'off' sampler and >= 1 frame; "
+                             f"the {self.name!r} sampler spaces its segments itself")
         if self.num_segments < 1 or self.new_length < 1 or self.test_segments < 1:
             raise ValueError(
                 f"sampler needs num_segments, new_length, test_segments >= 1; got {self.num_segments}, "
@@ -234,14 +253,14 @@ class Sampler:
             if self.name == "tsn":
                 return tsn_test_offsets(num_frames, t, n)
             if self.name == "off":
-                return off_test_offsets(num_frames, t, n, test_segments=beta)
+                return off_test_offsets(num_frames, t, n, test_segments=beta, interval=self.interval)
             return off_code_test_offsets(num_frames, t, n, test_segments=beta)
         if rng is None:
             raise ValueError("a training sampler needs a numpy.random.Generator (rng)")
         if self.name == "tsn":
             return tsn_train_offsets(num_frames, t, n, rng)
         if self.name == "off":
-            return off_train_offsets(num_frames, t, n, rng, test_segments=beta)
+            return off_train_offsets(num_frames, t, n, rng, test_segments=beta, interval=self.interval)
         return off_code_train_offsets(num_frames, t, n, rng, test_segments=beta)
 
     def __call__(self, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -256,8 +275,12 @@ def make_sampler(
     new_length: int,
     test: bool,
     test_segments: int = 25,
+    interval: int | None = None,
 ) -> Sampler:
-    """Build a :class:`Sampler` by name: ``"tsn"``, ``"off"`` (paper) or ``"off_code"`` (authors' code)."""
+    """Build a :class:`Sampler` by name: ``"tsn"``, ``"off"`` (paper) or ``"off_code"`` (authors' code).
+
+    ``interval`` (frames) fixes the ``"off"`` sampler's interval; it is ignored by the other schemes, which
+    space their segments over the whole video."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
     return Sampler(
@@ -266,4 +289,5 @@ def make_sampler(
         new_length=new_length,
         test=test,
         test_segments=test_segments,
+        interval=interval if name == "off" else None,
     )

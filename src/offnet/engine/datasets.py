@@ -195,7 +195,7 @@ def build_stage_data(
         # when that is set: a cheaper validation that keeps the test interval.
         sampler: Any = make_sampler(sampler_name, num_segments=segments,
                                     new_length=modality.frames_per_segment, test=not train,
-                                    test_segments=d.test_segments)
+                                    test_segments=d.test_segments, interval=d.interval)
         if not train and segments < d.test_segments:
             sampler = LeadingSegments(sampler, segments)
         transform = build_transform(

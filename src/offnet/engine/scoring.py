@@ -120,7 +120,7 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
             sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
             num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
             resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)), on_bad_video=on_bad_video,
-            precision=precision,
+            precision=precision, interval=data.get("interval"),
         )
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -203,7 +203,7 @@ def iter_predictions(
         records, modality=predictor.model.modality.name, segments=predictor.segments, crops=predictor.crops,
         size=predictor.size, sampler=predictor.data_config.get("sampler", "off"),
         input_spec=predictor.model.input_spec, resize_to=predictor.data_config.get("resize_to"),
-        flip=bool(predictor.data_config.get("flip", True)),
+        flip=bool(predictor.data_config.get("flip", True)), interval=predictor.data_config.get("interval"),
     )
     min_side = predictor.size if predictor.data_config.get("resize_to") is None else None
     loader = DataLoader(_CheckedClips(clips, min_side=min_side), batch_size=batch_size, shuffle=False,

@@ -114,9 +114,9 @@ def _build(name: str, s: PipelineSettings, device: str | None = None) -> list[tu
 
 def _step(name: str, s: PipelineSettings) -> Callable[[], None]:
     """Score one video with the pipeline's networks (flow-tvl1's extraction is timed apart)."""
-    from ..engine.evaluate import precision_autocast, score_clips
+    from ..engine.evaluate import for_precision, precision_autocast, score_clips
 
-    built = _build(name, s)
+    built = [(for_precision(model, s.precision), x) for model, x in _build(name, s)]
 
     def step() -> None:
         with torch.inference_mode(), precision_autocast(s.precision, torch.device(s.device)):
@@ -261,14 +261,6 @@ def _baseline_memory_mb() -> float | None:
     return float(done.stdout.strip()) if done.returncode == 0 else None
 
 
-def _bf16_supported(device: str) -> bool:
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((check and check()) or (amx and amx()))
-
-
 def _train_steps_per_s(s: PipelineSettings) -> dict[str, float]:
     """Training steps/s of tsn (stage 1) and off (stage 3) on the same batch of 2 clips of 7 segments."""
     from .bench_models import bench_models
@@ -285,6 +277,8 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
                     pipelines: tuple[str, ...] = PIPELINES, ten_crop: bool = True,
                     say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Measure every pipeline side by side; returns the JSON-able report (see the module docstring)."""
+    from ..engine.evaluate import bf16_supported
+
     s = settings
     s.check()
     unknown = [p for p in pipelines if p not in PIPELINES]
@@ -298,7 +292,7 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "precision": s.precision,
-        "bf16_supported": _bf16_supported(s.device),
+        "bf16_supported": bf16_supported(s.device),
         "backbone": s.backbone, "size": s.size, "segments": s.segments, "crops": s.crops,
         "repeats": s.repeats,
     }

@@ -108,6 +108,8 @@ class DemoSettings:
     subnet_width: float = 0.125  # their sub-network's width (tiny default: 0.25); half the width, 1.35x the speed
     dropout: float = 0.5
     num_workers: int = 2
+    # training autocast: auto = bf16 where the CPU computes it natively (AVX512-BF16 or AMX), else fp32
+    precision: str = "auto"
     flow: bool = False  # also extract optical flow and train TSN on it (every benchmark)
     flow_algorithm: str = "farneback"  # tvl1 is the paper's (about 50x slower on the CPU)
     timing_repeats: int = 15  # interleaved timing rounds per model (median taken)
@@ -156,15 +158,40 @@ class Recipe:
     resize_to: int
     tsn_iterations: int
     off_iterations: int
+    motion_px_per_frame: float  # measured at the input scale (frames resized to resize_to)
+    interval: int  # frames between OFF segments
+    test_segments: int
 
 
-def derive_recipe(facts: Any, s: DemoSettings) -> Recipe:
-    """Input size, resize and iterations for the dataset described by ``facts`` (a DataFacts)."""
-    from .recipe import input_size, iterations
+def training_amp(precision: str) -> str:
+    """``train.amp`` for the demo's ``precision``: ``auto`` is bf16 on a CPU that computes it natively."""
+    from ..engine.evaluate import bf16_supported
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"demo precision must be auto, bf16 or fp32; got {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_supported("cpu") else "none"
+    return "bf16" if precision == "bf16" else "none"
+
+
+def derive_recipe(facts: Any, s: DemoSettings, *, speed: float | Callable[[int], float]) -> Recipe:
+    """Input size, resize, OFF interval and iterations for the dataset described by ``facts`` (a DataFacts).
+
+    ``speed`` is the measured motion in px per frame at the input scale, or a function of the resized
+    shorter side that measures it (:func:`offnet.tools.recipe.measure_motion`).
+    """
+    from .recipe import finest_tap_stride, input_size, iterations, off_interval
 
     size, resize_to = input_size(facts.short_side, cap=s.max_input)
+    speed = float(speed(resize_to) if callable(speed) else speed)
+    # the interval must let a training clip's segments fit in the shortest video; the test takes as many of its
+    # segments as fit at that interval
+    interval = off_interval(speed, stride=finest_tap_stride("tiny", size), min_frames=facts.min_frames,
+                            segments=s.segments)
     return Recipe(
-        input_size=size, resize_to=resize_to,
+        input_size=size, resize_to=resize_to, motion_px_per_frame=speed, interval=interval,
+        # the test segments at that interval must fit in the shortest video
+        test_segments=max(2, min(s.test_segments, (facts.min_frames - 1) // interval + 1)),
         tsn_iterations=iterations(facts.train_videos, epochs=s.tsn_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),
         off_iterations=iterations(facts.train_videos, epochs=s.off_epochs, batch_size=s.batch_size,
@@ -189,7 +216,7 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
     data = {
         "dataset": "ucf101", "root": str(root), "split": 1, "frames_root": str(frames_root) if frames_root else None,
         "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
-        "test_segments": s.test_segments, "size": r.input_size, "resize_to": r.resize_to,
+        "test_segments": r.test_segments, "interval": r.interval, "size": r.input_size, "resize_to": r.resize_to,
         "scales": list(s.train_scales), "flip": False, "num_workers": s.num_workers, "on_bad_video": "fail",
         "val_fraction": 0.0,
     }
@@ -200,7 +227,7 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
                   **({} if model == "tsn" else {"reduce_channels": s.reduce_channels, "subnet_width": s.subnet_width})},
         "data": data,
         "train": {"batch_size": s.batch_size, "device": "cpu", "checkpoint_every": 10_000, "val_every": 10_000,
-                  "log_every": 10, "tensorboard": False},
+                  "log_every": 10, "tensorboard": False, "amp": training_amp(s.precision)},
         "stage1": {**stage, "iterations": r.tsn_iterations},
         "stage2": {**stage, "iterations": r.off_iterations},
         # the backbone head trains on detached features: on motion-only data its loss could only teach the
@@ -324,15 +351,15 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
 def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: DemoSettings, methods: tuple[str, ...],
                        say: Callable[[str], None], progress: bool) -> dict[str, Any]:
     """Derive one dataset's recipe and the jobs that train and test its methods (flow is extracted here)."""
-    from .recipe import probe_dataset
+    from .recipe import measure_motion, probe_dataset
 
     t0 = time.perf_counter()
     facts = probe_dataset(root)
-    r = derive_recipe(facts, s)
+    r = derive_recipe(facts, s, speed=lambda side: measure_motion(root, short_side=side))
     say(f"[recipe] {name}: {facts.train_videos} training videos of {facts.frame_width}x{facts.frame_height} px, "
-        f"median {facts.median_frames} frames -> input {r.input_size} px (frames resized to {r.resize_to} px), "
-        f"OFF interval ~{max(1, facts.median_frames // s.test_segments)} frames, "
-        f"{r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}")
+        f"median {facts.median_frames} frames -> input {r.input_size} px (frames resized to {r.resize_to} px); "
+        f"motion {r.motion_px_per_frame:.2f} px/frame -> OFF interval {r.interval} frames, {r.test_segments} test "
+        f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}")
     out.mkdir(parents=True, exist_ok=True)
     runs = out / "runs"
     if runs.exists():  # every demo trains afresh; only the generated data is reused
@@ -397,13 +424,13 @@ def _finish_benchmark(bench: dict[str, Any], done: dict[str, dict[str, Any]], *,
     speed_methods = {r["method"]: r["method"] for r in rows}
     speed_methods["tsn+off-rgb"] = "off-rgb"  # the OFF model computes the RGB score on the way
     measured = _throughput({m: Path(checkpoints[m]) for m in dict.fromkeys(speed_methods.values())},
-                           segments=s.test_segments, size=r.input_size, repeats=s.timing_repeats)
+                           segments=r.test_segments, size=r.input_size, repeats=s.timing_repeats)
     for row in rows:
         clips_s, frames_s = measured[speed_methods[row["method"]]]
         if row["method"].endswith("flow") and flow_s_per_frame > 0:
             # flow frames must be extracted first: per frame, extraction time + network time
             frames_s = 1.0 / (1.0 / frames_s + flow_s_per_frame)
-            clips_s = frames_s / (s.test_segments * 5)
+            clips_s = frames_s / (r.test_segments * 5)
         row["clips_per_s"] = clips_s
         row["frames_per_s"] = frames_s
         row["train_clips_per_s"] = train_clips_per_s.get(speed_methods[row["method"]])

@@ -41,7 +41,7 @@ EXPORT_FORMAT = "offnet-export-v1"
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 _SUFFIX_FORMAT = {".onnx": "onnx", ".safetensors": "safetensors", ".pt": "torchscript", ".ts": "torchscript",
                   ".torchscript": "torchscript"}
-_DATA_KEYS = ("sampler", "test_segments", "size", "resize_to", "flip", "modality")
+_DATA_KEYS = ("sampler", "test_segments", "interval", "size", "resize_to", "flip", "modality")
 
 
 def require(*modules: str, purpose: str = "offnet export") -> None:
@@ -103,7 +103,8 @@ def model_card(description: dict[str, Any]) -> str:
         f"- input `{description['input']['layout']}` = {description['input']['shape']}, "
         f"{'BGR' if spec.get('bgr') else 'RGB'} {'0-255' if spec.get('scale255') else '0-1'}, "
         f"mean {spec.get('mean')}, std {spec.get('std')}",
-        f"- test protocol: {data.get('test_segments')} segments ({data.get('sampler', 'off')} sampler), "
+        f"- test protocol: {data.get('test_segments')} segments ({data.get('sampler', 'off')} sampler"
+        + (f", {data['interval']} frames apart" if data.get("interval") else "") + "), "
         f"{data.get('size')} px centre crop" + (f" of frames resized to {data['resize_to']} px" if data.get(
             "resize_to") else ""),
         "- load: `offnet.tools.predict.Predictor(\"<this file or folder>\")` or `offnet predict FILE VIDEO`",

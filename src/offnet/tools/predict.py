@@ -98,6 +98,6 @@ class Predictor:
         dataset = build_test_dataset(
             [record], modality=self.model.modality.name, segments=self.segments, crops=1, size=self.size,
             sampler=self.data_config.get("sampler", "off"), input_spec=self.model.input_spec,
-            resize_to=self.data_config.get("resize_to"), flip=False,
+            resize_to=self.data_config.get("resize_to"), flip=False, interval=self.data_config.get("interval"),
         )
         return dataset[0][0]

@@ -5,7 +5,8 @@ Frames arrive one at a time. Every ``interval`` frames a new segment is cut (the
 time (resize, centre crop, normalise) and pushed into a :class:`~offnet.models.live.LiveScorer`, which keeps
 the last ``segments`` segments: one backbone pass and one OFF pair per new segment. The interval follows
 from ``window`` seconds: ``interval = round(window · fps / segments)`` frames, so the sliding window spans
-about ``window`` seconds, like a test clip of that length.
+about ``window`` seconds, like a test clip of that length; without ``window``, a run trained with a fixed
+interval (``data.interval``) keeps it, others take a 2-second window.
 
 Sources (:func:`open_source`): a camera index (``0``) through OpenCV; a URL (``rtsp://``, ``http://`` …) or a
 file through PyAV.
@@ -145,8 +146,20 @@ def segment_transform(predictor: Predictor) -> Any:
                            resize_to=predictor.data_config.get("resize_to"))
 
 
-def stream_predictions(predictor: Predictor, frames: Iterator[np.ndarray], *, fps: float, window: float,
-                       on_frame: Any = None, max_frames: int | None = None) -> Iterator[StreamEvent]:
+def segment_interval(predictor: Predictor, *, fps: float, window: float | None) -> int:
+    """Frames between segments: ``window`` seconds over the segments, else the run's fixed ``data.interval``,
+    else a 2-second window."""
+    if fps <= 0 or (window is not None and window <= 0):
+        raise ValueError(f"fps and --window must be positive, got {fps} and {window}")
+    fixed = predictor.data_config.get("interval")
+    if window is None and fixed:
+        return int(fixed)
+    return max(1, round((window or 2.0) * fps / predictor.segments))
+
+
+def stream_predictions(predictor: Predictor, frames: Iterator[np.ndarray], *, fps: float,
+                       window: float | None = None, on_frame: Any = None,
+                       max_frames: int | None = None) -> Iterator[StreamEvent]:
     """One :class:`StreamEvent` per new segment of ``frames`` (module docstring).
 
     ``on_frame(index, frame, event)`` is called for every frame with the latest event (``None`` before the
@@ -155,12 +168,10 @@ def stream_predictions(predictor: Predictor, frames: Iterator[np.ndarray], *, fp
     from offnet.engine.evaluate import _resolve_device
     from offnet.models.live import LiveScorer
 
-    if fps <= 0 or window <= 0:
-        raise ValueError(f"fps and --window must be positive, got {fps} and {window}")
     model = predictor.model
     segments = predictor.segments
     per_segment = model.modality.frames_per_segment
-    interval = max(1, round(window * fps / segments))
+    interval = segment_interval(predictor, fps=fps, window=window)
     transform = segment_transform(predictor)
     device = _resolve_device(predictor.device)
     model.eval().to(device)

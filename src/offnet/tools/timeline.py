@@ -156,7 +156,8 @@ def video_timeline(predictor: Predictor, video: str | Path, *, window: float, st
     model = predictor.model
     mod = get_modality(model.modality.name)
     sampler = make_sampler(predictor.data_config.get("sampler", "off"), num_segments=predictor.segments,
-                           new_length=mod.frames_per_segment, test=True, test_segments=predictor.segments)
+                           new_length=mod.frames_per_segment, test=True, test_segments=predictor.segments,
+                           interval=predictor.data_config.get("interval"))
     mean, std = model.input_spec.mean_std(mod.kind)
     transform = build_transform(train=False, size=predictor.size, modality=mod.name, mean=mean, std=std,
                                 bgr=model.input_spec.bgr, scale255=model.input_spec.scale255,

@@ -1,0 +1,48 @@
+"""Recipe sizes derived from the data (offnet.tools.recipe): measured motion and the OFF interval it gives."""
+
+import pytest
+
+from offnet.data.synth_motion import write_motion_dataset
+from offnet.tools.recipe import finest_tap_stride, measure_motion, off_interval
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """Objects moving right / left at exactly 1, 2 and 4 px per frame on 96x72 frames."""
+    base = tmp_path_factory.mktemp("motion")
+    return {speed: write_motion_dataset(base / f"speed{speed}", classes=["MoveRight", "MoveLeft"],
+                                        videos_per_class=6, width=96, height=72, num_frames=16, seed=1,
+                                        speed=(speed, speed), progress=False)
+            for speed in (1.0, 2.0, 4.0)}
+
+
+def test_measured_motion_follows_the_true_speed_and_the_frame_scale(datasets):
+    measured = {speed: measure_motion(root, short_side=72) for speed, root in datasets.items()}
+    for speed, value in measured.items():
+        assert 0.8 * speed <= value <= 1.15 * speed, measured
+    # at half the frame size, half the pixels per frame
+    half = measure_motion(datasets[2.0], short_side=36)
+    assert 0.4 * measured[2.0] <= half <= 0.6 * measured[2.0]
+
+
+def test_the_interval_keeps_the_displacement_per_segment_pair(datasets):
+    intervals = {speed: off_interval(measure_motion(root, short_side=72), stride=4, min_frames=200, segments=8)
+                 for speed, root in datasets.items()}
+    # 2.5 cells of stride 4 = 10 px: 10, 5 (or 6) and 3 frames
+    assert intervals[1.0] in (9, 10, 11, 12) and intervals[2.0] in (5, 6) and intervals[4.0] == 3, intervals
+
+
+def test_off_interval_bounds():
+    assert off_interval(2.0, stride=4, min_frames=40, segments=8) == 5
+    assert off_interval(2.0, stride=8, min_frames=250, segments=25) == 10  # BN-Inception's finest tap
+    assert off_interval(0.1, stride=4, min_frames=40, segments=8) == 39 // 7  # segments must fit the video
+    assert off_interval(0.0, stride=4, min_frames=40, segments=8) == 5  # nothing moves: the longest that fits
+    assert off_interval(50.0, stride=4, min_frames=40, segments=8) == 1
+    with pytest.raises(ValueError, match="positive stride"):
+        off_interval(2.0, stride=0, min_frames=40, segments=8)
+
+
+def test_finest_tap_stride():
+    assert finest_tap_stride("tiny", 104) == 4
+    assert finest_tap_stride("tiny", 56) == 4
+    assert finest_tap_stride("bninception", 224) == 8
