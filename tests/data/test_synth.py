@@ -75,6 +75,9 @@ def test_same_seed_gives_identical_frames_other_seed_differs(small_dataset: Path
     rel = "SlideLeft/v_SlideLeft_g03_c01.avi"
     np.testing.assert_array_equal(_decode(small_dataset / "videos" / rel), _decode(again / "videos" / rel))
     assert not np.array_equal(_decode(small_dataset / "videos" / rel), _decode(other / "videos" / rel))
+    # clips are written by several threads: every file is still byte for byte the same
+    files = sorted(p.relative_to(again) for p in (again / "videos").rglob("*.avi"))
+    assert files and all((again / f).read_bytes() == (small_dataset / f).read_bytes() for f in files)
 
 
 def test_content_does_not_depend_on_other_classes(small_dataset: Path, tmp_path: Path) -> None:

@@ -30,9 +30,11 @@ being overwritten.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -498,17 +500,34 @@ def _write_all(tmp: Path, chosen: list[str], videos_per_class: int, test_fractio
     test_lines: list[str] = []
     bar = progress_bar(total=len(chosen) * videos_per_class, desc="synth videos", unit="video",
                        disable=not progress, leave=False)
-    with bar:
-        for label, name in enumerate(chosen, start=1):
-            (tmp / "videos" / name).mkdir(parents=True)
-            for group, clip in ids:
-                rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
-                _write_video(tmp / "videos" / rel, render(name, group, clip), coding=coding)
-                if group <= test_groups:
-                    test_lines.append(rel)
-                else:
-                    train_lines.append(f"{rel} {label}")
+    jobs = []
+    for label, name in enumerate(chosen, start=1):
+        (tmp / "videos" / name).mkdir(parents=True)
+        for group, clip in ids:
+            rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
+            jobs.append((name, group, clip, rel))
+            if group <= test_groups:
+                test_lines.append(rel)
+            else:
+                train_lines.append(f"{rel} {label}")
+
+    def write(job: tuple[str, int, int, str]) -> None:
+        name, group, clip, rel = job
+        _write_video(tmp / "videos" / rel, render(name, group, clip), coding=coding)
+
+    # every clip draws its own randomness from its ids, so the order of rendering does not change the data;
+    # rendering (OpenCV, numpy) and encoding (PyAV) release the GIL, so threads use the cores
+    if jobs:
+        render(*jobs[0][:3])  # builds shared caches (the texture bank) once, before the threads start
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
+    try:
+        with bar:
+            for _ in pool.map(write, jobs):
                 bar.update(1)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed clip or Ctrl-C: start no more, let running ones end
+        raise
+    pool.shutdown()
     (lists / "classInd.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(chosen, start=1)))
     (lists / "trainlist01.txt").write_text("".join(line + "\n" for line in train_lines))
     (lists / "testlist01.txt").write_text("".join(line + "\n" for line in test_lines))
