@@ -304,10 +304,14 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         field_s, source = tvl1_seconds_per_field(s)
     report["tvl1"] = {"seconds_per_field": field_s, "fields_per_clip": FLOW_PER_SEGMENT * s.segments,
                       "frames": source, "frame_size": list(s.flow_size)}
-    say(f"timing {', '.join(pipelines)} interleaved ({s.repeats} repeats) …")
-    seconds = _time_round_robin({p: _step(p, s) for p in pipelines}, s)
-    if "flow-tvl1" in pipelines:
-        seconds["flow-tvl1"] += field_s * FLOW_PER_SEGMENT * s.segments
+    reduced = s.precision != "fp32"
+    steps = {p: _step(p, s) for p in pipelines}
+    if reduced:  # the same pipelines in fp32, in the same round robin: the speed-up is a same-run ratio
+        steps.update({f"{p}@fp32": _step(p, replace(s, precision="fp32")) for p in pipelines})
+    say(f"timing {', '.join(steps)} interleaved ({s.repeats} repeats) …")
+    seconds = _time_round_robin(steps, s)
+    for key in [k for k in seconds if k.split("@")[0] == "flow-tvl1"]:
+        seconds[key] += field_s * FLOW_PER_SEGMENT * s.segments
     base = seconds["tsn-rgb"]
     rows: dict[str, Any] = {}
     for p in pipelines:
@@ -321,6 +325,9 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
             "ratio_to_tsn": base / seconds[p],
             "peak_mem_mb": _peak_memory_mb(p, s),
         }
+        if reduced:
+            rows[p]["fp32_clips_per_s"] = 1.0 / seconds[f"{p}@fp32"]
+            rows[p]["speedup_vs_fp32"] = seconds[f"{p}@fp32"] / seconds[p]
     report["pipelines"] = rows
     report["process_baseline_mb"] = _baseline_memory_mb() if s.memory and dev.type == "cpu" else None
     say("cost against segments …")
@@ -352,6 +359,9 @@ def format_pipelines(report: dict[str, Any]) -> str:
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         lines.append(f"{name:<18} {r['clips_per_s']:>9.3f} {r['frames_per_s']:>9.2f} {r['gmacs_per_clip']:>8.1f} "
                      f"{r['achieved_gflops']:>8.1f} {r['ratio_to_tsn']:>6.2f}x {mem:>8}")
+    if any("speedup_vs_fp32" in r for r in report["pipelines"].values()):
+        lines.append(f"{report['precision']} against fp32 (same run): " + ", ".join(
+            f"{name} {r['speedup_vs_fp32']:.2f}x" for name, r in report["pipelines"].items()))
     lines.append("frames/s = videos/s x segments (sampled time points); GMACs per video, multiply-adds once")
     if base:
         lines.append(f"peak MB is a fresh process's peak resident memory ({base:.0f} MB of it: Python + torch)")
