@@ -229,3 +229,16 @@ def test_reduced_precision_lays_the_model_out_channels_last_and_scores_stay_clos
     for level, scores in plain.items():  # bf16 rounding only (8-bit mantissa)
         torch.testing.assert_close(reduced[level].float(), scores, atol=0.15, rtol=0.05)
     assert isinstance(bf16_supported("cpu"), bool)
+
+
+def test_default_chunk_is_small_on_a_cpu_and_scores_equal_one_whole_forward():
+    from offnet.engine.evaluate import default_chunk_images
+    from offnet.models import create_model
+
+    assert default_chunk_images("cpu") == 32 and default_chunk_images("cuda:0") == 128
+    torch.manual_seed(0)
+    model = create_model("off", num_classes=3, backbone="tiny", modality="rgb").eval()
+    x = torch.randn(1, 3, 20, 3, 32, 32)  # 60 frames: 1 crop (20 frames) per forward by default
+    default, whole = score_clips(model, x), score_clips(model, x, chunk_images=60)
+    for level in whole:
+        torch.testing.assert_close(default[level], whole[level], atol=1e-5, rtol=1e-5)

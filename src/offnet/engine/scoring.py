@@ -69,8 +69,8 @@ def _load_records(data: dict[str, Any], *, subset: str, split: int, root: str, f
 def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int | None = None,
                      data_root: str | None = None, frames_root: str | None = None, segments: int | None = None,
                      crops: int = 1, crop_agg: str = "max", out: str | Path | None = None, batch_size: int = 1,
-                     workers: int = 2, device: str = "auto", chunk_images: int = 128, on_bad_video: str = "fail",
-                     progress: bool = True, max_memory_mb: float | None = None,
+                     workers: int = 2, device: str = "auto", chunk_images: int | None = None,
+                     on_bad_video: str = "fail", progress: bool = True, max_memory_mb: float | None = None,
                      precision: str = "fp32") -> ScoredRun:
     """Score ``checkpoint`` (a run directory or a ``.pt`` file) and write its results into ``out``.
 
