@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from offnet.cli import main
 from offnet.engine.evaluate import load_eval
@@ -62,11 +63,25 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     assert set(pred.levels) == {"rgb", "off28", "off14", "off7"}
     # a second run reuses the generated datasets; --benchmarks picks one; --jobs 2 trains in two processes
     data_dirs = sorted(p.name for p in (out / "data").iterdir())
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion", "--jobs", "2"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion", "--jobs", "2",
+                 "--precision", "fp32"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == data_dirs
     again = json.loads((out / "results.json").read_text())
     assert [b["dataset"] for b in again["benchmarks"]] == ["offnet-motion"]
     assert [r["method"] for r in again["benchmarks"][0]["rows"]] == MOTION[:-1]  # flow is opt-in
+    # the trainings ran in the precision asked for: fp32 here, bf16 autocast by default where the CPU has it
+    assert yaml.safe_load((out / "motion/runs/off-rgb/config.yaml").read_text())["train"]["amp"] == "none"
+    assert motion["settings"]["precision"] == "auto"
+
+
+def test_demo_precision_resolves_to_a_training_autocast():
+    from offnet.engine.evaluate import bf16_supported
+    from offnet.tools.demo import training_amp
+
+    assert training_amp("auto") == ("bf16" if bf16_supported("cpu") else "none")
+    assert (training_amp("fp32"), training_amp("bf16")) == ("none", "bf16")
+    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
+        training_amp("fp16")
 
 
 def test_demo_rejects_unknown_benchmark(tmp_path, capsys):

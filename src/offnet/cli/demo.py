@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="methods trained side by side, each in its own process (default: 2 if the machine has 2 "
                    "or more cores, else 1; --quick: 1)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                   help="training autocast (default auto: bf16 on CPUs that compute it natively, AVX512-BF16 or "
+                   "AMX, else fp32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, jobs=args.jobs)
     if args.flow_algorithm:
         settings = dataclasses.replace(settings, flow_algorithm=args.flow_algorithm)
+    if args.precision:
+        settings = dataclasses.replace(settings, precision=args.precision)
     results = run_demo(args.out, data=args.data, settings=settings, progress=not args.no_progress,
                        say=lambda line: print(line, flush=True))
     print()
