@@ -64,14 +64,14 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     # a second run reuses the generated datasets; --benchmarks picks one; --jobs 2 trains in two processes
     data_dirs = sorted(p.name for p in (out / "data").iterdir())
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion", "--jobs", "2",
-                 "--precision", "fp32"]) == 0
+                 "--precision", "bf16"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == data_dirs
     again = json.loads((out / "results.json").read_text())
     assert [b["dataset"] for b in again["benchmarks"]] == ["offnet-motion"]
     assert [r["method"] for r in again["benchmarks"][0]["rows"]] == MOTION[:-1]  # flow is opt-in
-    # the trainings ran in the precision asked for: fp32 here, bf16 autocast by default where the CPU has it
-    assert yaml.safe_load((out / "motion/runs/off-rgb/config.yaml").read_text())["train"]["amp"] == "none"
-    assert motion["settings"]["precision"] == "auto"
+    # the trainings ran in the precision asked for: fp32 by default, bf16 autocast here
+    assert motion["settings"]["precision"] == "fp32"
+    assert yaml.safe_load((out / "motion/runs/off-rgb/config.yaml").read_text())["train"]["amp"] == "bf16"
 
 
 def test_demo_precision_resolves_to_a_training_autocast():
@@ -87,6 +87,14 @@ def test_demo_precision_resolves_to_a_training_autocast():
 def test_demo_rejects_unknown_benchmark(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--benchmarks", "motion,nope"]) != 0
     assert "--benchmarks" in capsys.readouterr().err
+
+
+def test_demo_without_an_off_model_writes_its_table_and_no_visualization(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--benchmarks", "motion",
+                 "--methods", "tsn-rawoff"]) == 0
+    (bench,) = json.loads((out / "results.json").read_text())["benchmarks"]
+    assert [r["method"] for r in bench["rows"]] == ["tsn-rawoff"] and "visualization" not in bench["files"]
 
 
 def test_demo_rejects_unknown_method_before_any_work(tmp_path, capsys):
