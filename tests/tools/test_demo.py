@@ -33,10 +33,10 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
     assert motion["recipe"]["input_size"] == 40 and motion["recipe"]["resize_to"] == 46
     assert actions["recipe"]["input_size"] == 48
     # the OFF interval from the measured motion: 64x48 frames at 1.5-3 x 64/160 px per frame, resized to 46 px
-    # (0.5-1.1 px per frame), would cover 10 px (2.5 cells of the stride-4 tap) in 9 or more frames; 3 training
+    # (0.5-1.1 px per frame), would cover 8 px (2 cells of the stride-4 tap) in 7 or more frames; 3 training
     # segments fit in 16 frames at 7; 8 test segments do not, so fewer
     speed, interval = motion["recipe"]["motion_px_per_frame"], motion["recipe"]["interval"]
-    assert 0.3 <= speed <= 1.3 and interval == min(15 // 2, round(10 / speed)), motion["recipe"]
+    assert 0.3 <= speed <= 1.3 and interval == min(15 // 2, round(8 / speed)), motion["recipe"]
     assert motion["recipe"]["test_segments"] == min(8, 15 // interval + 1)
     for bench in results["benchmarks"]:
         assert bench["dataset"] in printed

@@ -28,13 +28,14 @@ def test_measured_motion_follows_the_true_speed_and_the_frame_scale(datasets):
 def test_the_interval_keeps_the_displacement_per_segment_pair(datasets):
     intervals = {speed: off_interval(measure_motion(root, short_side=72), stride=4, min_frames=200, segments=8)
                  for speed, root in datasets.items()}
-    # 2.5 cells of stride 4 = 10 px: 10, 5 (or 6) and 3 frames
-    assert intervals[1.0] in (9, 10, 11, 12) and intervals[2.0] in (5, 6) and intervals[4.0] == 3, intervals
+    # 2 cells of stride 4 = 8 px: 8, 4 and 2 frames
+    assert intervals[1.0] in (7, 8, 9, 10) and intervals[2.0] in (4, 5) and intervals[4.0] == 2, intervals
 
 
 def test_off_interval_bounds():
-    assert off_interval(2.0, stride=4, min_frames=40, segments=8) == 5
-    assert off_interval(2.0, stride=8, min_frames=250, segments=25) == 10  # BN-Inception's finest tap
+    assert off_interval(2.0, stride=4, min_frames=40, segments=8) == 4
+    assert off_interval(2.0, stride=4, min_frames=40, segments=8, target_cells=2.5) == 5
+    assert off_interval(2.0, stride=8, min_frames=250, segments=25) == 8  # BN-Inception's finest tap
     assert off_interval(0.1, stride=4, min_frames=40, segments=8) == 39 // 7  # segments must fit the video
     assert off_interval(0.0, stride=4, min_frames=40, segments=8) == 5  # nothing moves: the longest that fits
     assert off_interval(50.0, stride=4, min_frames=40, segments=8) == 1

@@ -52,7 +52,7 @@ class DemoSettings:
     from the data (:mod:`offnet.tools.recipe`): the input from the frame size (at most ``max_input``),
     iterations from the number of training videos (``*_epochs`` passes), and the OFF interval from the
     measured motion (optical flow on a sample of training videos): the frames over which what moves
-    travels 2.5 cells of the finest OFF tap (10 px at the tiny backbone's stride 4), as many test segments
+    travels 2 cells of the finest OFF tap (8 px at the tiny backbone's stride 4), as many test segments
     (up to ``test_segments``) as fit in the shortest video at that interval.
 
     Stage plan: the tiny backbone starts from random weights, so TSN trains stage 1 and every model
@@ -68,9 +68,10 @@ class DemoSettings:
     motion benchmark): 16 passes in batches of 8 reach 55 %, in batches of 4 (twice the updates, same
     compute) 71 %; 40 passes in batches of 4 reach 80 % on 234 training videos (training accuracy 100 %),
     83-90 % on 450 and 89-94 % on 612; the same run on another machine (other float rounding) or seed varies
-    by up to 7 points. Hence batches of 4 at lr 2e-3, 40 passes, an interval of 2.5 cells (5 frames on this
-    benchmark; 1.2 cells measured 12 points lower at 16 passes; on the 240x180 px, 64-frame variant, 5 frames
-    gave 85.4 % where its length // 8, 8 frames or 3.4 cells, gave 74.6 %) and, for the CPU budget, a
+    by up to 7 points. Hence batches of 4 at lr 2e-3, 40 passes, an interval of 2 cells (4 frames on this
+    benchmark: 82.5 %, 83.3 % at 5 frames; 1.2 cells measured 12 points lower at 16 passes; on the 240x180 px,
+    64-frame variant, 5 frames gave 85.4 % where its length // 8, 8 frames or 3.4 cells, gave 74.6 %) and,
+    for the CPU budget, a
     half-width sub-network (92.7 % instead of 94.1 % on 612 videos,
     1.35x the training speed). A 64 px input instead of 104 px from 120 px frames costs 11 points (83 %),
     so the input keeps the frame's resolution up to ``max_input``; the paper's multi-scale training crops
@@ -99,7 +100,7 @@ class DemoSettings:
     frame_size: int = 64  # actions: generated frame side (px)
     num_frames: int = 32  # actions: frames per generated video
     max_input: int = 112  # cap on the network input side (CPU budget)
-    interval_cells: float = 2.5  # OFF interval: what moves travels this many cells of the finest tap between segments
+    interval_cells: float = 2.0  # OFF interval: what moves travels this many cells of the finest tap between segments
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta), fewer where they do not fit at the measured interval
     train_scales: tuple[float, ...] = (0.875,)  # training crop sides, fractions of the resized shorter side

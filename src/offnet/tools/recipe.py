@@ -23,9 +23,9 @@ __all__ = ["DataFacts", "probe_dataset", "input_size", "iterations", "measure_mo
 #: the same side, so both see objects at the same size in pixels.
 CROP_SCALE = 0.875
 
-#: What moves should travel this many cells of the finest OFF tap between two segments (see
-#: :func:`off_interval`).
-TARGET_CELLS = 2.5
+#: What moves should travel this many cells of the finest OFF tap between two segments, one cell of the middle
+#: tap (see :func:`off_interval`).
+TARGET_CELLS = 2.0
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,13 @@ def off_interval(speed: float, *, stride: int, min_frames: int, segments: int,
     """Frames between OFF segments so that what moves at ``speed`` px/frame (at the network input) travels
     ``target_cells`` cells of the finest OFF tap (``stride`` px of input per cell) between two segments.
 
-    The OFF operator compares a feature map's temporal difference with its spatial gradients: at a few cells
-    per interval the finest tap sees large, clear differences and the coarser taps (2x and 4x the stride)
-    about one cell or less, where the gradient still explains the difference. Measured on the motion
-    benchmark: 2.5 cells (an interval of 5 frames) learned better than 1.2 cells (12 points more at 16
-    passes). The interval is at least 1 and at most what lets ``segments`` segments fit in the shortest
-    video (``min_frames``); nothing moving gives that maximum. For example 2 px/frame, stride 4: 5 frames.
+    The OFF operator compares a feature map's temporal difference with its spatial gradients. At two cells of
+    the finest tap, the middle tap (twice the stride) sees one cell, where its gradient still explains the
+    difference, the finest tap large, clear differences and the coarsest half a cell. Measured on the motion
+    benchmark: 2-2.5 cells (4-5 frames) 82.5-83.3 %, 1 cell 12 points lower (at 16 passes); on periodic
+    textures, 2.5 cells came close to half their period and aliased (the actions benchmark: 94.8 % at 5 frames,
+    100 % at 4). The interval is at least 1 and at most what lets ``segments`` segments fit in the shortest
+    video (``min_frames``); nothing moving gives that maximum. For example 2 px/frame, stride 4: 4 frames.
     """
     if stride < 1 or min_frames < 1 or segments < 1 or target_cells <= 0 or speed < 0:
         raise ValueError(f"off_interval needs positive stride, frames, segments and target and a speed >= 0; got "
