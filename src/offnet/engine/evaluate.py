@@ -429,7 +429,7 @@ def evaluate(
 
 def bf16_supported(device: str = "cpu") -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or
-    AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    AMX (elsewhere bf16 is emulated: expect no speed-up)."""
     if str(device).startswith("cuda"):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
