@@ -71,9 +71,8 @@ class DemoSettings:
     by up to 7 points. Hence batches of 4 at lr 2e-3, 40 passes, an interval of 2 cells (4 frames on this
     benchmark: 82.5 %, 83.3 % at 5 frames; 1.2 cells measured 12 points lower at 16 passes; on the 240x180 px,
     64-frame variant, 5 frames gave 85.4 % where its length // 8, 8 frames or 3.4 cells, gave 74.6 %) and,
-    for the CPU budget, a
-    half-width sub-network (92.7 % instead of 94.1 % on 612 videos,
-    1.35x the training speed). A 64 px input instead of 104 px from 120 px frames costs 11 points (83 %),
+    for the CPU budget, a half-width sub-network (92.7 % instead of 94.1 % on 612 videos, 1.35x the training
+    speed). A 64 px input instead of 104 px from 120 px frames costs 11 points (83 %),
     so the input keeps the frame's resolution up to ``max_input``; the paper's multi-scale training crops
     (sides 1-0.66) measured 74-79 % instead of 85 %, so training crops keep one scale. Weight decay is
     AdamW's usual 0.05 (the paper's 5e-4 is SGD's; under AdamW's decoupled decay it is none): against 5e-4,
@@ -200,7 +199,6 @@ def derive_recipe(facts: Any, s: DemoSettings, *, speed: float | Callable[[int],
                             segments=s.segments, target_cells=s.interval_cells)
     return Recipe(
         input_size=size, resize_to=resize_to, motion_px_per_frame=speed, interval=interval,
-        # the test segments at that interval must fit in the shortest video
         test_segments=max(2, min(s.test_segments, (facts.min_frames - 1) // interval + 1)),
         tsn_iterations=iterations(facts.train_videos, epochs=s.tsn_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),

@@ -55,13 +55,9 @@ def probe_dataset(root: str | Path, *, split: int = 1, sample: int = 24) -> Data
     from ..data.decode import count_frames, read_frames
 
     train = load_split("ucf101", root, split=split, subset="train")
-    records = list(train.records)
-    if not records:
-        raise ValueError(f"{root}: the split-{split} training list is empty")
-    step = max(1, len(records) // sample)
-    chosen = records[::step][:sample]
+    records = _nonempty(list(train.records), root, split)
     lengths, sizes = [], []
-    for record in chosen:
+    for record in _sample(records, sample):
         lengths.append(count_frames(record.path))
         frame = read_frames(record.path, [0])[0]  # (H, W, 3)
         sizes.append(frame.shape[:2])
@@ -92,7 +88,14 @@ def iterations(train_videos: int, *, epochs: float, batch_size: int, minimum: in
     return max(minimum, math.ceil(epochs * train_videos / batch_size))
 
 
+def _nonempty(records: list, root: str | Path, split: int) -> list:
+    if not records:
+        raise ValueError(f"{root}: the split-{split} training list is empty")
+    return records
+
+
 def _sample(records: list, sample: int) -> list:
+    """Up to ``sample`` of ``records``, spread evenly over the list."""
     step = max(1, len(records) // sample)
     return records[::step][:sample]
 
@@ -111,12 +114,11 @@ def measure_motion(root: str | Path, *, short_side: int, split: int = 1, sample:
 
     from ..data.datasets import load_split
     from ..data.decode import count_frames, read_frames
+    from ..data.flow import compute_flow
 
     if short_side < 1 or sample < 1 or pairs < 1:
         raise ValueError(f"need a positive short side, sample and pairs; got {short_side}, {sample}, {pairs}")
-    records = list(load_split("ucf101", root, split=split, subset="train").records)
-    if not records:
-        raise ValueError(f"{root}: the split-{split} training list is empty")
+    records = _nonempty(list(load_split("ucf101", root, split=split, subset="train").records), root, split)
     speeds = []
     for record in _sample(records, sample):
         length = count_frames(record.path)
@@ -131,7 +133,7 @@ def measure_motion(root: str | Path, *, short_side: int, split: int = 1, sample:
             scale = short_side / min(a.shape)
             if scale != 1.0:
                 a, b = (cv2.resize(x, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for x in (a, b))
-            flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # (H, W, 2)
+            flow = compute_flow(a, b, algorithm="farneback")  # (H, W, 2)
             per_pair.append(float(np.percentile(np.hypot(flow[..., 0], flow[..., 1]), percentile)))
         speeds.append(statistics.median(per_pair))
     if not speeds:
