@@ -84,6 +84,22 @@ def test_demo_precision_resolves_to_a_training_autocast():
         training_amp("fp16")
 
 
+def test_demo_loads_clips_in_the_training_process_when_each_training_has_one_core(monkeypatch):
+    import dataclasses
+
+    from offnet.tools import demo
+
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    s = demo.FULL
+    assert s.num_workers is None
+    assert demo.threads_per_job(dataclasses.replace(s, jobs=2)) == 1
+    assert demo.loader_workers(dataclasses.replace(s, jobs=2)) == 0  # one core each: no worker processes
+    assert demo.loader_workers(dataclasses.replace(s, jobs=1)) == 2  # two cores for one training
+    assert demo.loader_workers(dataclasses.replace(s, jobs=2, num_workers=3)) == 3  # an explicit count wins
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 16)
+    assert demo.loader_workers(dataclasses.replace(s, jobs=2)) == 2
+
+
 def test_demo_rejects_unknown_benchmark(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--benchmarks", "motion,nope"]) != 0
     assert "--benchmarks" in capsys.readouterr().err

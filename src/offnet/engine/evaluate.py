@@ -196,7 +196,7 @@ def default_chunk_images(device: str | torch.device) -> int:
     return 128 if torch.device(device).type == "cuda" else 32
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_clips(
     model: nn.Module,
     clips: torch.Tensor,

@@ -115,7 +115,10 @@ class DemoSettings:
     reduce_channels: int = 16  # per-tap 1x1 reduction of the sub-network models (tiny default: 32)
     subnet_width: float = 0.125  # their sub-network's width (tiny default: 0.25); half the width, 1.35x the speed
     dropout: float = 0.5
-    num_workers: int = 2
+    # clip-loading processes per training; None: none when each training has one core (the clips of the decoded
+    # frames cost about 1 ms each, which in a worker process is dearer than in the training's own: measured on 2
+    # cores with 2 trainings side by side, OFF(RGB) trained 1.9x faster without workers), else 2
+    num_workers: int | None = None
     # training autocast: fp32, bf16, or auto = bf16 where the CPU computes it natively (AVX512-BF16 or AMX). fp32 by
     # default: bf16 trains 1.4x faster there but measured TSN on Raw OFF at 39.2 % instead of 74.2 %
     precision: str = "fp32"
@@ -183,6 +186,19 @@ def training_amp(precision: str) -> str:
     return "bf16" if precision == "bf16" else "none"
 
 
+def threads_per_job(s: DemoSettings) -> int:
+    """Torch threads each training gets when ``s.jobs`` run side by side on this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, s.jobs))
+
+
+def loader_workers(s: DemoSettings) -> int:
+    """``data.num_workers`` of the demo's trainings: ``s.num_workers``, or by default none when a training has
+    a single core (see :class:`DemoSettings`) and 2 otherwise."""
+    if s.num_workers is not None:
+        return s.num_workers
+    return 0 if threads_per_job(s) <= 1 else 2
+
+
 def derive_recipe(facts: Any, s: DemoSettings, *, speed: float | Callable[[int], float]) -> Recipe:
     """Input size, resize, OFF interval and iterations for the dataset described by ``facts`` (a DataFacts).
 
@@ -225,7 +241,7 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
         "dataset": "ucf101", "root": str(root), "split": 1, "frames_root": str(frames_root) if frames_root else None,
         "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
         "test_segments": r.test_segments, "interval": r.interval, "size": r.input_size, "resize_to": r.resize_to,
-        "scales": list(s.train_scales), "flip": False, "num_workers": s.num_workers, "on_bad_video": "fail",
+        "scales": list(s.train_scales), "flip": False, "num_workers": loader_workers(s), "on_bad_video": "fail",
         "val_fraction": 0.0,
     }
     cfg = {
@@ -570,7 +586,7 @@ def _run_jobs(jobs: list[_Job], s: DemoSettings, *, say: Callable[[str], None], 
             _say_done(job, result, say)
             yield job.label, result
         return
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    threads = max(1, (os.cpu_count() or 1) // parallel)  # = threads_per_job(s) when there are s.jobs jobs or more
     say(f"training {n} methods, {parallel} at a time ({threads} torch thread(s) each): "
         + ", ".join(j.label for j in jobs))
     results: dict[str, dict[str, Any]] = {}
