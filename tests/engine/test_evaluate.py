@@ -242,3 +242,45 @@ def test_default_chunk_is_small_on_a_cpu_and_scores_equal_one_whole_forward():
     default, whole = score_clips(model, x), score_clips(model, x, chunk_images=60)
     for level in whole:
         torch.testing.assert_close(default[level], whole[level], atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_forward_gives_the_plain_scores():
+    import shutil
+
+    from offnet.engine.evaluate import compile_model
+    from offnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("off", num_classes=4, backbone="tiny", modality="rgb").eval()
+    x = torch.randn(1, 2, 3, 3, 48, 48)  # (B, crops, T, C, H, W)
+    forward = compile_model(model)
+    with torch.inference_mode():
+        plain = score_clips(model, x)
+        compiled = score_clips(model, x, forward=forward)
+    for level, scores in plain.items():
+        torch.testing.assert_close(compiled[level], scores, atol=1e-4, rtol=1e-4)
+    if shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
+        assert forward.compiled  # a C++ compiler is there: the compiled kernels ran, not the fallback
+
+
+def test_compile_failure_falls_back_to_the_plain_forward_and_model_errors_still_raise(monkeypatch, caplog):
+    from offnet.engine.evaluate import compile_model
+    from offnet.models import create_model
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no working C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda model: broken)
+    torch.manual_seed(0)
+    model = create_model("off", num_classes=4, backbone="tiny", modality="rgb").eval()
+    x = torch.randn(1, 1, 3, 3, 48, 48)
+    forward = compile_model(model)
+    with torch.inference_mode(), caplog.at_level("WARNING"):
+        scores = score_clips(model, x, forward=forward)
+        plain = score_clips(model, x)
+    assert not forward.compiled
+    assert "torch.compile failed (RuntimeError: no working C++ compiler)" in caplog.text
+    for level in plain:
+        torch.testing.assert_close(scores[level], plain[level])
+    with torch.inference_mode(), pytest.raises(ValueError, match="expects C=3"):  # the model's own error
+        forward(torch.randn(1, 3, 5, 48, 48))

@@ -72,3 +72,19 @@ def test_bf16_is_timed_against_fp32_in_the_same_run(tmp_path, capsys):
         assert row["fp32_clips_per_s"] > 0
         assert row["speedup_vs_fp32"] == pytest.approx(row["clips_per_s"] / row["fp32_clips_per_s"])
     assert "bf16 against fp32 (same run): tsn-rgb" in capsys.readouterr().out
+
+
+def test_compile_is_timed_against_the_plain_forward_in_the_same_run(tmp_path, capsys, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model: calls.append(model) or model)  # no minutes of compiling
+    out = tmp_path / "bench.json"
+    assert main(["bench", "pipelines", "--quick", "--no-memory", "--no-ten-crop", "--compile",
+                 "--pipelines", "tsn-rgb,off-rgb", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["compile"] is True and len(calls) == 2  # one network per pipeline, each compiled once
+    for row in report["pipelines"].values():
+        assert row["eager_clips_per_s"] > 0
+        assert row["speedup_vs_eager"] == pytest.approx(row["clips_per_s"] / row["eager_clips_per_s"])
+    assert "torch.compile against the plain forward (same run): tsn-rgb" in capsys.readouterr().out

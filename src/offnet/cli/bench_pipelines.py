@@ -13,6 +13,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="autocast precision of the networks (bf16: CPUs with bf16 support and GPUs; fp16: GPUs)")
+    p.add_argument("--compile", action="store_true",
+                   help="networks through torch.compile, timed against the plain forward in the same run (the "
+                   "warm-up compiles: a minute or more per network and input shape on a CPU)")
     p.add_argument("--backbone", default="bninception")
     p.add_argument("--size", type=int, default=224, help="input side in px (224)")
     p.add_argument("--segments", type=int, default=25, help="segments per video (25, the paper's test)")
@@ -38,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.quick:
         settings = dataclasses.replace(QUICK, device=args.device, precision=args.precision,
-                                       memory=not args.no_memory)
+                                       memory=not args.no_memory, compile=args.compile)
     else:
         settings = PipelineSettings(device=args.device, precision=args.precision, backbone=args.backbone,
                                     size=args.size, segments=args.segments, crops=args.crops, repeats=args.repeats,
-                                    memory=not args.no_memory)
+                                    memory=not args.no_memory, compile=args.compile)
     pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
     report = bench_pipelines(settings, pipelines=pipelines, ten_crop=not args.no_ten_crop,
                              say=lambda line: print(line, file=sys.stderr, flush=True))

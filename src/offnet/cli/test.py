@@ -75,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="autocast precision of the forward passes: bf16 on CPUs with bf16 support and GPUs, "
                    "fp16 on GPUs (default fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile (about 1.5x faster on a CPU once compiled; the "
+                   "first video of each input shape compiles for a minute or more; falls back to the plain "
+                   "forward with a warning where compiling fails)")
     p.add_argument("--max-memory", type=float, default=None, metavar="MB",
                    help="bound the activation memory of the test protocol: frames per forward (crops, then "
                    "windows of segments) sized to this budget; replaces --chunk-images; scores are unchanged")
@@ -124,7 +128,7 @@ def run_test(args: argparse.Namespace) -> int:
         frames_root=args.frames_root, segments=args.segments, crops=args.crops, crop_agg=args.crop_agg,
         out=args.out, batch_size=args.batch_size, workers=args.workers, device=args.device,
         chunk_images=args.chunk_images, on_bad_video=args.on_bad_video, progress=not args.no_progress,
-        max_memory_mb=args.max_memory, precision=args.precision,
+        max_memory_mb=args.max_memory, precision=args.precision, compile=args.compile,
     )
     if scored.result is None:  # a torchrun rank other than 0: rank 0 gathered its scores and writes them
         return 0

@@ -71,11 +71,12 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
                      crops: int = 1, crop_agg: str = "max", out: str | Path | None = None, batch_size: int = 1,
                      workers: int = 2, device: str = "auto", chunk_images: int | None = None,
                      on_bad_video: str = "fail", progress: bool = True, max_memory_mb: float | None = None,
-                     precision: str = "fp32") -> ScoredRun:
+                     precision: str = "fp32", compile: bool = False) -> ScoredRun:
     """Score ``checkpoint`` (a run directory or a ``.pt`` file) and write its results into ``out``.
 
     Defaults come from the run's config: its data root, split, test segments, input size and resize.
-    ``out`` defaults to ``RUN/<subset>-split<N>``.
+    ``out`` defaults to ``RUN/<subset>-split<N>``. ``compile``: forward passes through ``torch.compile``
+    (:func:`offnet.engine.evaluate.compile_model`).
     """
     from .checkpoint import build_model_from_checkpoint, find_checkpoint
     from .evaluate import evaluate, save_eval
@@ -120,7 +121,7 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
             sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
             num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
             resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)), on_bad_video=on_bad_video,
-            precision=precision, interval=data.get("interval"),
+            precision=precision, interval=data.get("interval"), compile=compile,
         )
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -62,6 +62,7 @@ class PipelineSettings:
     scaling_segments: tuple[int, ...] = (3, 7, 25)
     mm_side: int = 4096
     memory: bool = True  # peak memory per pipeline (a child process each on the CPU)
+    compile: bool = False  # networks through torch.compile, timed against the plain forward in the same run
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -114,14 +115,16 @@ def _build(name: str, s: PipelineSettings, device: str | None = None) -> list[tu
 
 def _step(name: str, s: PipelineSettings) -> Callable[[], None]:
     """Score one video with the pipeline's networks (flow-tvl1's extraction is timed apart)."""
-    from ..engine.evaluate import for_precision, precision_autocast, score_clips
+    from ..engine.evaluate import compile_model, for_precision, precision_autocast, score_clips
 
     built = [(for_precision(model, s.precision), x) for model, x in _build(name, s)]
+    forwards = [compile_model(model) if s.compile else None for model, _ in built]
 
     def step() -> None:
         with torch.inference_mode(), precision_autocast(s.precision, torch.device(s.device)):
-            for model, x in built:
-                score_clips(model, x.unsqueeze(0))  # (1, crops, T, C, H, W): crops max, segments mean
+            for (model, x), forward in zip(built, forwards):
+                # (1, crops, T, C, H, W): crops max, segments mean
+                score_clips(model, x.unsqueeze(0), forward=forward)
     return step
 
 
@@ -221,7 +224,7 @@ def _peak_memory_mb(name: str, s: PipelineSettings) -> float | None:
         _step(name, s)()
         _sync(dev)
         return torch.cuda.max_memory_allocated(dev) / 2**20
-    payload = json.dumps({"name": name, "settings": asdict(s)})
+    payload = json.dumps({"name": name, "settings": asdict(replace(s, compile=False))})
     code = "import sys; from offnet.tools.bench_pipelines import _memory_child; _memory_child(sys.argv[1])"
     done = subprocess.run([sys.executable, "-c", code, payload], capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -294,7 +297,7 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         "precision": s.precision,
         "bf16_supported": bf16_supported(s.device),
         "backbone": s.backbone, "size": s.size, "segments": s.segments, "crops": s.crops,
-        "repeats": s.repeats,
+        "repeats": s.repeats, "compile": s.compile,
     }
     say("reference: fp32 torch.mm …")
     report["peak_gflops"] = peak_gflops(s.mm_side, device=s.device)
@@ -308,6 +311,8 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
     steps = {p: _step(p, s) for p in pipelines}
     if reduced:  # the same pipelines in fp32, in the same round robin: the speed-up is a same-run ratio
         steps.update({f"{p}@fp32": _step(p, replace(s, precision="fp32")) for p in pipelines})
+    if s.compile:  # and without torch.compile (the warm-up round compiles)
+        steps.update({f"{p}@eager": _step(p, replace(s, compile=False)) for p in pipelines})
     say(f"timing {', '.join(steps)} interleaved ({s.repeats} repeats) …")
     seconds = _time_round_robin(steps, s)
     for key in [k for k in seconds if k.split("@")[0] == "flow-tvl1"]:
@@ -328,17 +333,21 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         if reduced:
             rows[p]["fp32_clips_per_s"] = 1.0 / seconds[f"{p}@fp32"]
             rows[p]["speedup_vs_fp32"] = seconds[f"{p}@fp32"] / seconds[p]
+        if s.compile:
+            rows[p]["eager_clips_per_s"] = 1.0 / seconds[f"{p}@eager"]
+            rows[p]["speedup_vs_eager"] = seconds[f"{p}@eager"] / seconds[p]
     report["pipelines"] = rows
     report["process_baseline_mb"] = _baseline_memory_mb() if s.memory and dev.type == "cpu" else None
     say("cost against segments …")
-    scaling = _time_round_robin({str(t): _step("off-rgb", replace(s, segments=t, crops=1))
+    plain = replace(s, compile=False)  # scaling, training and 10 crops: the plain forward (compiling takes minutes)
+    scaling = _time_round_robin({str(t): _step("off-rgb", replace(plain, segments=t, crops=1))
                                  for t in s.scaling_segments}, s)
     report["segments_scaling"] = {t: 1.0 / v for t, v in scaling.items()}
     say("training steps …")
     report["train_steps_per_s"] = _train_steps_per_s(s)
     if ten_crop:
         say("10-crop protocol …")
-        ten = replace(s, crops=10)
+        ten = replace(plain, crops=10)
         names = [p for p in ("tsn-rgb", "off-rgb", "off-rgb-official") if p in pipelines]
         t10 = _time_round_robin({p: _step(p, ten) for p in names}, ten)
         report["ten_crop"] = {p: {"clips_per_s": 1.0 / t10[p], "peak_mem_mb": _peak_memory_mb(p, ten),
@@ -359,6 +368,9 @@ def format_pipelines(report: dict[str, Any]) -> str:
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         lines.append(f"{name:<18} {r['clips_per_s']:>9.3f} {r['frames_per_s']:>9.2f} {r['gmacs_per_clip']:>8.1f} "
                      f"{r['achieved_gflops']:>8.1f} {r['ratio_to_tsn']:>6.2f}x {mem:>8}")
+    if any("speedup_vs_eager" in r for r in report["pipelines"].values()):
+        lines.append("torch.compile against the plain forward (same run): " + ", ".join(
+            f"{name} {r['speedup_vs_eager']:.2f}x" for name, r in report["pipelines"].items()))
     if any("speedup_vs_fp32" in r for r in report["pipelines"].values()):
         lines.append(f"{report['precision']} against fp32 (same run): " + ", ".join(
             f"{name} {r['speedup_vs_fp32']:.2f}x" for name, r in report["pipelines"].items()))
