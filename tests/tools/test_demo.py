@@ -92,7 +92,7 @@ def test_demo_loads_clips_in_the_training_process_when_each_training_has_one_cor
     monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
     s = demo.FULL
     assert s.num_workers is None
-    assert demo.threads_per_job(dataclasses.replace(s, jobs=2)) == 1
+    assert demo.threads_per_job(2) == 1
     assert demo.loader_workers(dataclasses.replace(s, jobs=2)) == 0  # one core each: no worker processes
     assert demo.loader_workers(dataclasses.replace(s, jobs=1)) == 2  # two cores for one training
     assert demo.loader_workers(dataclasses.replace(s, jobs=2, num_workers=3)) == 3  # an explicit count wins

@@ -481,7 +481,6 @@ class CompiledForward:
                 logger.warning("torch.compile failed (%s: %s); running the plain forward instead",
                                type(err).__name__, str(err).splitlines()[0] if str(err) else "")
                 self.compiled = False
-                self._fn = self.model
         return self.model(*args, **kwargs)
 
 

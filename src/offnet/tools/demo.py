@@ -190,9 +190,9 @@ def training_amp(precision: str) -> str:
     return "bf16" if precision == "bf16" else "none"
 
 
-def threads_per_job(s: DemoSettings) -> int:
-    """Torch threads each training gets when ``s.jobs`` run side by side on this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, s.jobs))
+def threads_per_job(parallel: int) -> int:
+    """Torch threads each training gets when ``parallel`` trainings run side by side on this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, parallel))
 
 
 def loader_workers(s: DemoSettings) -> int:
@@ -200,7 +200,7 @@ def loader_workers(s: DemoSettings) -> int:
     a single core (see :class:`DemoSettings`) and 2 otherwise."""
     if s.num_workers is not None:
         return s.num_workers
-    return 0 if threads_per_job(s) <= 1 else 2
+    return 0 if threads_per_job(s.jobs) <= 1 else 2
 
 
 def derive_recipe(facts: Any, s: DemoSettings, *, speed: float | Callable[[int], float]) -> Recipe:
@@ -590,7 +590,7 @@ def _run_jobs(jobs: list[_Job], s: DemoSettings, *, say: Callable[[str], None], 
             _say_done(job, result, say)
             yield job.label, result
         return
-    threads = max(1, (os.cpu_count() or 1) // parallel)  # = threads_per_job(s) when there are s.jobs jobs or more
+    threads = threads_per_job(parallel)
     say(f"training {n} methods, {parallel} at a time ({threads} torch thread(s) each): "
         + ", ".join(j.label for j in jobs))
     results: dict[str, dict[str, Any]] = {}
