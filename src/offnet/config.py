@@ -111,6 +111,10 @@ class DataConfig:
     # OFF sampler: a fixed interval between segments in frames (None: the paper's L // test_segments per video).
     # Motion per interval is what the OFF taps see; `offnet demo --data` sets it from the data's measured motion.
     interval: int | None = None
+    # OFF sampler, training only: each clip draws its interval from interval … interval_max (None: always interval),
+    # so that slow and fast motions both reach a clear displacement in some clips; `offnet demo --data` sets it from
+    # the spread of the measured motion
+    interval_max: int | None = None
     val_segments: int | None = None  # validation: first N segments of the test clip (None = all test_segments)
     size: int = 224  # network input side in pixels
     resize_to: int | None = None  # resize frames' shorter side before cropping (None = as decoded)
@@ -321,6 +325,10 @@ class Config:
         if self.data.interval is not None and self.data.interval < 1:
             raise ValueError(f"{source}: data.interval={self.data.interval!r} must be at least 1 frame "
                              "(null: the paper's L // test_segments)")
+        if self.data.interval_max is not None and (self.data.interval is None
+                                                   or self.data.interval_max < self.data.interval):
+            raise ValueError(f"{source}: data.interval_max={self.data.interval_max!r} must be at least data.interval, "
+                             f"which must be set (got data.interval={self.data.interval!r})")
         if self.model.name != "tsn" and self.data.num_segments < 2:
             raise ValueError(
                 f"{source}: model.name={self.model.name} needs data.num_segments >= 2 (pairs of segments); "

@@ -204,3 +204,31 @@ def test_a_fixed_interval_is_only_for_the_off_sampler():
         Sampler(name="off_code", num_segments=3, new_length=1, test=True, test_segments=8, interval=5)
     with pytest.raises(ValueError, match=">= 1 frame"):
         make_sampler("off", num_segments=3, new_length=1, test=True, interval=0)
+
+
+def test_an_interval_range_draws_each_training_clip_s_interval_and_leaves_the_test_alone():
+    rng = np.random.default_rng(0)
+    train = make_sampler("off", num_segments=3, new_length=1, test=False, test_segments=8, interval=4,
+                         interval_max=7)
+    seen = set()
+    for _ in range(200):
+        steps = np.diff(train.offsets(40, rng)).tolist()
+        assert len(set(steps)) == 1  # one interval within a clip
+        seen.add(steps[0])
+    assert seen == {4, 5, 6, 7}
+    # a video too short for the drawn interval shortens it as a fixed interval does: 3 segments in 11 frames
+    assert all(set(np.diff(train.offsets(11, rng)).tolist()) <= {4, 5} for _ in range(50))
+    # test samplers keep the one interval
+    test = make_sampler("off", num_segments=8, new_length=1, test=True, test_segments=8, interval=4, interval_max=7)
+    assert test.interval_max is None and set(np.diff(test.offsets(40)).tolist()) == {4}
+
+
+def test_an_interval_range_needs_a_fixed_interval_below_it():
+    from offnet.data.sampling import Sampler
+
+    with pytest.raises(ValueError, match="interval_max"):
+        Sampler(name="off", num_segments=3, new_length=1, test=False, interval=None, interval_max=6)
+    with pytest.raises(ValueError, match="interval_max"):
+        Sampler(name="off", num_segments=3, new_length=1, test=False, interval=6, interval_max=5)
+    with pytest.raises(ValueError, match="interval_max"):
+        off_train_offsets(40, 3, 1, np.random.default_rng(0), interval=None, interval_max=6)

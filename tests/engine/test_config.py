@@ -172,6 +172,7 @@ def test_stage_settings_inherit_the_run_and_override_per_stage():
     ("stage1.clip_grad_norm=-1", "stage1.clip_grad_norm=-1.0 must be >= 0"),
     ("optim.clip_grad_norm=0", "optim.clip_grad_norm=0.0 must be positive"),
     ("data.interval=0", "data.interval=0 must be at least 1 frame"),
+    ("data.interval_max=6", "data.interval_max=6 must be at least data.interval, which must be set"),
 ])
 def test_bad_stage_settings_name_the_key(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -187,3 +188,6 @@ def test_a_fixed_off_interval_is_a_data_setting():
     config = load_config(None, ["data.interval=5", "data.test_segments=8"])
     assert config.data.interval == 5
     assert load_config(None, []).data.interval is None  # the paper's L // test_segments
+    assert load_config(None, ["data.interval=4", "data.interval_max=7"]).data.interval_max == 7
+    with pytest.raises(ValueError, match="data.interval_max=3 must be at least data.interval"):
+        load_config(None, ["data.interval=4", "data.interval_max=3"])

@@ -42,6 +42,13 @@ def test_training_clips_use_the_test_interval(tmp_path):
     assert set(np.diff(data.val.sampler(300)[:, 0]).tolist()) == {3}
     # 16 test segments 3 frames apart do not fit in 32 frames: the interval shortens to 31 // 15
     assert set(np.diff(data.val.sampler(32)[:, 0]).tolist()) == {2}
+    # an interval range (data.interval_max) varies the training clips' interval; validation keeps data.interval
+    config.data.interval_max = 5
+    data = build_train_data(config, records=records, class_names=class_names, input_spec=IMAGENET_SPEC)
+    rng = np.random.default_rng(0)
+    steps = {int(np.diff(data.train.sampler(300, rng)[:, 0])[0]) for _ in range(100)}
+    assert steps == {3, 4, 5}
+    assert set(np.diff(data.val.sampler(300)[:, 0]).tolist()) == {3}
 
 
 def test_each_stage_samples_with_its_own_sampler(tmp_path, monkeypatch):

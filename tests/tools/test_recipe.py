@@ -47,3 +47,25 @@ def test_finest_tap_stride():
     assert finest_tap_stride("tiny", 104) == 4
     assert finest_tap_stride("tiny", 56) == 4
     assert finest_tap_stride("bninception", 224) == 8
+
+
+def test_the_demo_recipe_spans_the_slow_videos_motion_when_asked():
+    import dataclasses
+
+    from offnet.tools.demo import FULL, derive_recipe
+    from offnet.tools.recipe import DataFacts
+
+    facts = DataFacts(num_classes=6, train_videos=400, frame_width=160, frame_height=120, median_frames=40,
+                      min_frames=40)
+    speeds = [1.0, 1.1, 1.2, 2.0, 2.0, 2.0, 2.4, 2.6]  # a third of the videos move half as fast
+    one = derive_recipe(facts, dataclasses.replace(FULL, slow_percentile=None), speed=speeds)
+    assert one.motion_px_per_frame == 2.0 and one.interval == 4 and one.interval_max is None
+    spread = derive_recipe(facts, dataclasses.replace(FULL, slow_percentile=25.0), speed=lambda side: speeds)
+    # the 25th percentile, 1.175 px/frame, travels 2 cells of the stride-4 tap in 7 frames
+    assert spread.interval == 4 and spread.interval_max == 7 and spread.test_segments == 8
+    # a single figure, or all videos equally fast, leaves one interval
+    assert derive_recipe(facts, dataclasses.replace(FULL, slow_percentile=25.0), speed=2.0).interval_max is None
+    # the range never runs past what lets the training segments fit: 3 segments in 12 frames
+    short = dataclasses.replace(facts, min_frames=12)
+    assert derive_recipe(short, dataclasses.replace(FULL, slow_percentile=25.0), speed=[0.2, 2.0, 2.0]).interval_max \
+        == 11 // 2

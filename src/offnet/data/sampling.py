@@ -131,14 +131,22 @@ def off_train_offsets(
     *,
     test_segments: int = 25,
     interval: int | None = None,
+    interval_max: int | None = None,
 ) -> np.ndarray:
     """OFF paper training starts ``(α,)``: ``p + k·⌊L/β⌋`` for ``k = 0 … α-1`` (Sec. 4.2).
 
     ``p`` is uniform in ``{0 … L - n - (α-1)·interval}`` (0 when that is negative: the last segments
     then clamp to the last frame). ``L = 250``, ``α = 7``, ``β = 25``, ``n = 1``: interval 10,
-    ``p ∈ {0 … 189}``. A fixed ``interval`` replaces ``⌊L/β⌋`` (shortened to fit the video).
+    ``p ∈ {0 … 189}``. A fixed ``interval`` replaces ``⌊L/β⌋`` (shortened to fit the video). With
+    ``interval_max`` as well, each clip draws its interval uniformly from ``{interval … interval_max}``
+    (before the shortening): clips of one video then show its motion at several magnitudes.
     """
     _check(num_frames, num_segments, new_length)
+    if interval_max is not None:
+        if interval is None or interval_max < interval:
+            raise ValueError(f"interval_max ({interval_max}) must be at least a fixed interval; "
+                             f"got interval={interval}")
+        interval = int(rng.integers(interval, interval_max + 1))
     interval = _off_interval(num_frames, test_segments, interval, num_segments=num_segments, new_length=new_length)
     p_max = max(num_frames - new_length - (num_segments - 1) * interval, 0)
     p = int(rng.integers(0, p_max + 1))
@@ -226,6 +234,7 @@ class Sampler:
     test: bool
     test_segments: int = 25
     interval: int | None = None  # "off": a fixed interval in frames instead of L // test_segments
+    interval_max: int | None = None  # "off" training: each clip's interval drawn from interval … interval_max
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
@@ -233,6 +242,9 @@ class Sampler:
         if self.interval is not None and (self.name != "off" or self.interval < 1):
             raise ValueError(f"a fixed interval (got {self.interval!r}) needs the 'off' sampler and >= 1 frame; "
                              f"the {self.name!r} sampler spaces its segments itself")
+        if self.interval_max is not None and (self.interval is None or self.interval_max < self.interval):
+            raise ValueError(f"interval_max ({self.interval_max}) must be at least a fixed interval; "
+                             f"got interval={self.interval!r}")
         if self.num_segments < 1 or self.new_length < 1 or self.test_segments < 1:
             raise ValueError(
                 f"sampler needs num_segments, new_length, test_segments >= 1; got {self.num_segments}, "
@@ -260,7 +272,8 @@ class Sampler:
         if self.name == "tsn":
             return tsn_train_offsets(num_frames, t, n, rng)
         if self.name == "off":
-            return off_train_offsets(num_frames, t, n, rng, test_segments=beta, interval=self.interval)
+            return off_train_offsets(num_frames, t, n, rng, test_segments=beta, interval=self.interval,
+                                     interval_max=self.interval_max)
         return off_code_train_offsets(num_frames, t, n, rng, test_segments=beta)
 
     def __call__(self, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -276,11 +289,13 @@ def make_sampler(
     test: bool,
     test_segments: int = 25,
     interval: int | None = None,
+    interval_max: int | None = None,
 ) -> Sampler:
     """Build a :class:`Sampler` by name: ``"tsn"``, ``"off"`` (paper) or ``"off_code"`` (authors' code).
 
     ``interval`` (frames) fixes the ``"off"`` sampler's interval; it is ignored by the other schemes, which
-    space their segments over the whole video."""
+    space their segments over the whole video. ``interval_max`` (training only) draws each clip's interval from
+    ``interval … interval_max``."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
     return Sampler(
@@ -290,4 +305,5 @@ def make_sampler(
         test=test,
         test_segments=test_segments,
         interval=interval if name == "off" else None,
+        interval_max=interval_max if name == "off" and not test else None,
     )

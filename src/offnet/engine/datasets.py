@@ -195,7 +195,8 @@ def build_stage_data(
         # when that is set: a cheaper validation that keeps the test interval.
         sampler: Any = make_sampler(sampler_name, num_segments=segments,
                                     new_length=modality.frames_per_segment, test=not train,
-                                    test_segments=d.test_segments, interval=d.interval)
+                                    test_segments=d.test_segments, interval=d.interval,
+                                    interval_max=d.interval_max if train else None)
         if not train and segments < d.test_segments:
             sampler = LeadingSegments(sampler, segments)
         transform = build_transform(

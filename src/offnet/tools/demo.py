@@ -104,6 +104,10 @@ class DemoSettings:
     num_frames: int = 32  # actions: frames per generated video
     max_input: int = 112  # cap on the network input side (CPU budget)
     interval_cells: float = 2.0  # OFF interval: what moves travels this many cells of the finest tap between segments
+    # training clips draw their OFF interval from the median video's up to this percentile's (a slower video's), so
+    # that slow motions also travel `interval_cells` cells in some clips (None: one interval). Off by default: on the
+    # motion benchmark, the 25th percentile (clips at 4-8 frames, test at 4) gave 64.2 % against 78.3 % (one run each)
+    slow_percentile: float | None = None
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta), fewer where they do not fit at the measured interval
     train_scales: tuple[float, ...] = (0.875,)  # training crop sides, fractions of the resized shorter side
@@ -177,6 +181,7 @@ class Recipe:
     motion_px_per_frame: float  # measured at the input scale (frames resized to resize_to)
     interval: int  # frames between OFF segments
     test_segments: int
+    interval_max: int | None = None  # training clips' intervals range over interval … interval_max
 
 
 def training_amp(precision: str) -> str:
@@ -203,27 +208,41 @@ def loader_workers(s: DemoSettings) -> int:
     return 0 if threads_per_job(s.jobs) <= 1 else 2
 
 
-def derive_recipe(facts: Any, s: DemoSettings, *, speed: float | Callable[[int], float]) -> Recipe:
+def derive_recipe(facts: Any, s: DemoSettings, *,
+                  speed: float | list[float] | Callable[[int], float | list[float]]) -> Recipe:
     """Input size, resize, OFF interval and iterations for the dataset described by ``facts`` (a DataFacts).
 
-    ``speed`` is the measured motion in px per frame at the input scale, or a function of the resized
-    shorter side that measures it (:func:`offnet.tools.recipe.measure_motion`).
+    ``speed`` is the measured motion in px per frame at the input scale (one figure, or one per sampled video),
+    or a function of the resized shorter side that measures it (:func:`offnet.tools.recipe.video_speeds`).
     """
+    import numpy as np
+
     from .recipe import finest_tap_stride, input_size, iterations, off_interval
 
     size, resize_to = input_size(facts.short_side, cap=s.max_input)
-    speed = float(speed(resize_to) if callable(speed) else speed)
+    measured = speed(resize_to) if callable(speed) else speed
+    speeds = [float(v) for v in (measured if isinstance(measured, (list, tuple)) else [measured])]
+    median = float(np.median(speeds))
+
     # the interval must let a training clip's segments fit in the shortest video; the test takes as many of its
     # segments as fit at that interval
-    interval = off_interval(speed, stride=finest_tap_stride("tiny", size), min_frames=facts.min_frames,
+    def interval_for(v: float) -> int:
+        return off_interval(v, stride=finest_tap_stride("tiny", size), min_frames=facts.min_frames,
                             segments=s.segments, target_cells=s.interval_cells)
+
+    interval = interval_for(median)
+    interval_max = None
+    if s.slow_percentile is not None:
+        slowest = interval_for(float(np.percentile(speeds, s.slow_percentile)))
+        interval_max = slowest if slowest > interval else None
     return Recipe(
-        input_size=size, resize_to=resize_to, motion_px_per_frame=speed, interval=interval,
+        input_size=size, resize_to=resize_to, motion_px_per_frame=median, interval=interval,
         test_segments=max(2, min(s.test_segments, (facts.min_frames - 1) // interval + 1)),
         tsn_iterations=iterations(facts.train_videos, epochs=s.tsn_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),
         off_iterations=iterations(facts.train_videos, epochs=s.off_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),
+        interval_max=interval_max,
     )
 
 
@@ -244,7 +263,8 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
     data = {
         "dataset": "ucf101", "root": str(root), "split": 1, "frames_root": str(frames_root) if frames_root else None,
         "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
-        "test_segments": r.test_segments, "interval": r.interval, "size": r.input_size, "resize_to": r.resize_to,
+        "test_segments": r.test_segments, "interval": r.interval, "interval_max": r.interval_max,
+        "size": r.input_size, "resize_to": r.resize_to,
         "scales": list(s.train_scales), "flip": False, "num_workers": loader_workers(s), "on_bad_video": "fail",
         "val_fraction": 0.0,
     }
@@ -379,14 +399,15 @@ def run_demo(out: str | Path, *, data: str | Path | None = None, settings: DemoS
 def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: DemoSettings, methods: tuple[str, ...],
                        say: Callable[[str], None], progress: bool) -> dict[str, Any]:
     """Derive one dataset's recipe and the jobs that train and test its methods (flow is extracted here)."""
-    from .recipe import measure_motion, probe_dataset
+    from .recipe import probe_dataset, video_speeds
 
     t0 = time.perf_counter()
     facts = probe_dataset(root)
-    r = derive_recipe(facts, s, speed=lambda side: measure_motion(root, short_side=side))
+    r = derive_recipe(facts, s, speed=lambda side: video_speeds(root, short_side=side))
     say(f"[recipe] {name}: {facts.train_videos} training videos of {facts.frame_width}x{facts.frame_height} px, "
         f"median {facts.median_frames} frames -> input {r.input_size} px (frames resized to {r.resize_to} px); "
-        f"motion {r.motion_px_per_frame:.2f} px/frame -> OFF interval {r.interval} frames, {r.test_segments} test "
+        f"motion {r.motion_px_per_frame:.2f} px/frame -> OFF interval {r.interval} frames"
+        f"{f' (training clips {r.interval}-{r.interval_max})' if r.interval_max else ''}, {r.test_segments} test "
         f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}")
     out.mkdir(parents=True, exist_ok=True)
     runs = out / "runs"

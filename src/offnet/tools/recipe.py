@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DataFacts", "probe_dataset", "input_size", "iterations", "measure_motion", "off_interval",
+__all__ = ["DataFacts", "probe_dataset", "input_size", "iterations", "measure_motion", "video_speeds", "off_interval",
            "finest_tap_stride", "CROP_SCALE", "TARGET_CELLS"]
 
 #: Training crops take this fraction of the (resized) shorter side; test crops are centred crops of
@@ -104,10 +104,20 @@ def measure_motion(root: str | Path, *, short_side: int, split: int = 1, sample:
                    percentile: float = 90.0) -> float:
     """How fast things move in the dataset at ``root``: pixels per frame at frames resized to ``short_side``.
 
-    Farneback optical flow between ``pairs`` consecutive frames spread over each of up to ``sample``
-    training videos (spread over the list). A frame pair's motion is the ``percentile`` of its flow
-    magnitudes (what moves, not the still background), a video's the median of its pairs, the dataset's the
-    median of its videos. Returns 0.0 for videos where nothing moves.
+    The median over the videos of :func:`video_speeds` (same arguments). Returns 0.0 where nothing moves.
+    """
+    return float(statistics.median(video_speeds(root, short_side=short_side, split=split, sample=sample,
+                                                pairs=pairs, percentile=percentile)))
+
+
+def video_speeds(root: str | Path, *, short_side: int, split: int = 1, sample: int = 16, pairs: int = 3,
+                 percentile: float = 90.0) -> list[float]:
+    """How fast things move in each of up to ``sample`` training videos of the dataset at ``root`` (spread over
+    the list): pixels per frame at frames resized to ``short_side``.
+
+    Farneback optical flow between ``pairs`` consecutive frames spread over each video. A frame pair's motion
+    is the ``percentile`` of its flow magnitudes (what moves, not the still background), a video's the median
+    of its pairs; 0.0 where nothing moves.
     """
     import cv2
     import numpy as np
@@ -138,7 +148,7 @@ def measure_motion(root: str | Path, *, short_side: int, split: int = 1, sample:
         speeds.append(statistics.median(per_pair))
     if not speeds:
         raise ValueError(f"{root}: no training video of split {split} has 2 frames to measure motion on")
-    return float(statistics.median(speeds))
+    return speeds
 
 
 def off_interval(speed: float, *, stride: int, min_frames: int, segments: int,
