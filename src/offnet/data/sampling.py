@@ -123,6 +123,12 @@ def _off_interval(num_frames: int, test_segments: int, interval: int | None = No
     return max(interval, 1)
 
 
+def _check_interval_range(interval: int | None, interval_max: int) -> None:
+    """An interval range needs a fixed ``interval`` no larger than ``interval_max``."""
+    if interval is None or interval_max < interval:
+        raise ValueError(f"interval_max ({interval_max}) must be at least a fixed interval; got interval={interval!r}")
+
+
 def off_train_offsets(
     num_frames: int,
     num_segments: int,
@@ -143,9 +149,7 @@ def off_train_offsets(
     """
     _check(num_frames, num_segments, new_length)
     if interval_max is not None:
-        if interval is None or interval_max < interval:
-            raise ValueError(f"interval_max ({interval_max}) must be at least a fixed interval; "
-                             f"got interval={interval}")
+        _check_interval_range(interval, interval_max)
         interval = int(rng.integers(interval, interval_max + 1))
     interval = _off_interval(num_frames, test_segments, interval, num_segments=num_segments, new_length=new_length)
     p_max = max(num_frames - new_length - (num_segments - 1) * interval, 0)
@@ -242,9 +246,8 @@ class Sampler:
         if self.interval is not None and (self.name != "off" or self.interval < 1):
             raise ValueError(f"a fixed interval (got {self.interval!r}) needs the 'off' sampler and >= 1 frame; "
                              f"the {self.name!r} sampler spaces its segments itself")
-        if self.interval_max is not None and (self.interval is None or self.interval_max < self.interval):
-            raise ValueError(f"interval_max ({self.interval_max}) must be at least a fixed interval; "
-                             f"got interval={self.interval!r}")
+        if self.interval_max is not None:
+            _check_interval_range(self.interval, self.interval_max)
         if self.num_segments < 1 or self.new_length < 1 or self.test_segments < 1:
             raise ValueError(
                 f"sampler needs num_segments, new_length, test_segments >= 1; got {self.num_segments}, "

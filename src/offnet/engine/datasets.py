@@ -196,7 +196,7 @@ def build_stage_data(
         sampler: Any = make_sampler(sampler_name, num_segments=segments,
                                     new_length=modality.frames_per_segment, test=not train,
                                     test_segments=d.test_segments, interval=d.interval,
-                                    interval_max=d.interval_max if train else None)
+                                    interval_max=d.interval_max)  # dropped by test samplers
         if not train and segments < d.test_segments:
             sampler = LeadingSegments(sampler, segments)
         transform = build_transform(
