@@ -141,7 +141,7 @@ def test_offnet_test_end_to_end(tiny_run, capsys):
     args = ["test", str(run), "--crops", "3", "--workers", "0", "--device", "cpu", "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "off7*" in out and "backbone+final" in out and "mean-class" in out
+    assert "off7*" in out and "off14+off7" in out and "backbone+final" in out and "mean-class" in out
     folder = run / "test-split1"
     for name in ("scores.npz", "metrics.json", "confusion.png"):
         assert (folder / name).is_file()

@@ -117,12 +117,25 @@ def test_metrics_per_level_and_plain_sum(tmp_path):
     assert report["levels"]["rgb"]["per_class_accuracy"] == {"a": 1.0, "b": 0.0}
 
 
+def test_off14_plus_off7_is_reported_beside_the_final_level(tmp_path):
+    # off7 right on v1 only, off14 right on v2 only (and surer): their sum is right on both; off28 is left out
+    result = make_result({"rgb": [[0, 1], [0, 1]], "off28": [[0, 9], [9, 0]], "off14": [[0, 1], [0, 3]],
+                          "off7": [[2, 0], [2, 0]]}, [0, 1], ["v1", "v2"])
+    metrics = result_metrics(result)
+    assert metrics["off7"].top1 == 0.5 and metrics["off14"].top1 == 0.5 and metrics["off14+off7"].top1 == 1.0
+    save_eval(result, tmp_path)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["fused_deep"]["levels"] == ["off14", "off7"] and report["fused_deep"]["top1"] == 1.0
+    assert report["final"]["level"] == "off7" and report["final"]["top1"] == 0.5
+
+
 def test_tsn_result_has_no_plain_sum(tmp_path):
     result = EvalResult(scores={"rgb": np.eye(2, dtype=np.float32)}, labels=np.array([0, 1]),
                         names=("x", "y"), class_names=("a", "b"), backbone_level="rgb", final_level="rgb")
     assert "backbone+final" not in result_metrics(result)
     save_eval(result, tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["fused_backbone_final"] is None
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["fused_backbone_final"] is None and report["fused_deep"] is None
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,15 @@ def test_aliases_resolve_per_file():
     assert [(s.file_index, s.level) for s in streams] == [(0, "rgb"), (0, "off7"), (1, "flow"), (1, "off7")]
 
 
+def test_deep_alias_is_the_two_deepest_subnet_heads_or_the_final_level():
+    off = make_result({"rgb": [[1, 0]], "off28": [[0, 1]], "off14": [[0, 2]], "off7": [[3, 0]]}, [0], ["v"])
+    tsn = make_result({"rgb": [[1, 0]]}, [0], ["v"], final_level="rgb")
+    assert off.deep_levels == ("off14", "off7") and tsn.deep_levels is None
+    np.testing.assert_allclose(off.fused_deep, [[3.0, 2.0]])
+    assert [s.level for s in resolve_levels([off], [["backbone", "deep"]])] == ["rgb", "off14", "off7"]
+    assert [s.level for s in resolve_levels([tsn], [["deep"]])] == ["rgb"]
+
+
 def test_softmax_fuses_probabilities():
     streams = resolve_levels([RGB], [["rgb", "off7"]])
     fused = fuse([RGB], streams, softmax=True)

@@ -50,10 +50,13 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
         for path in bench["files"]["confusion"].values():
             assert open(path, "rb").read(4) == b"\x89PNG"
         assert set(bench["checkpoints"]) == {r["method"] for r in bench["rows"]} - {"tsn+off-rgb"}
-        # the fusion row is one system: the OFF network's own rgb + off7 scores, and off-rgb's speed
+        # OFF(RGB) scores as the sum of its off14 and off7 heads; the fusion row is one system: the OFF network's
+        # own rgb + off14 + off7 scores, and off-rgb's speed
         ev = load_eval(Path(bench["files"]["confusion"]["off-rgb"]).parent)
-        fused = ev.scores["rgb"] + ev.scores["off7"]
+        off = ev.scores["off14"].astype(np.float64) + ev.scores["off7"]
+        fused = ev.scores["rgb"] + off
         row = {r["method"]: r for r in bench["rows"]}
+        assert row["off-rgb"]["top1"] == pytest.approx(float(np.mean(off.argmax(1) == ev.labels)))
         assert row["tsn+off-rgb"]["top1"] == pytest.approx(float(np.mean(fused.argmax(1) == ev.labels)))
         assert row["tsn+off-rgb"]["clips_per_s"] == row["off-rgb"]["clips_per_s"]
     # the checkpoints are ordinary offnet checkpoints: predict accepts them

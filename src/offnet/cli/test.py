@@ -100,7 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("scores", nargs="+", metavar="SCORES.npz", help="score files (or folders holding one)")
     f.add_argument("--levels", action="append", default=None, metavar="L1,L2,…",
                    help="levels to fuse: once for every file, or once per file in file order; names or "
-                   "the aliases backbone, final, all (default backbone,final)")
+                   "the aliases backbone, final, deep (the two deepest sub-network heads), all "
+                   "(default backbone,final)")
     f.add_argument("--weights", type=_weights, default=None, metavar="W1,W2,…",
                    help="one weight per stream, in stream order (default: all 1 = plain sum)")
     f.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -150,7 +151,10 @@ def _print_table(metrics: dict[str, Any], *, final_level: str) -> None:
         name = f"{level}*" if level == final_level else level
         print(f"{name:<{width}} {100 * m.top1:6.2f}% {100 * m.top5:6.2f}% "
               f"{100 * m.mean_class_accuracy:10.2f}% {m.num_videos:>7}")
-    print("* final level; backbone+final = plain sum of the two (the paper's fusion)")
+    deep = [level for level in metrics if "+" in level and level != "backbone+final"]
+    print("* final level" + (f"; {deep[0]} = plain sum of the sub-network's two deepest heads (OFF(RGB) as the "
+                              "official ensembles score it)" if deep else "")
+          + "; backbone+final = plain sum of the backbone head and the final level (the paper's fusion)")
 
 
 # ---------------------------------------------------------------------------------------------- fuse

@@ -115,6 +115,27 @@ class EvalResult:
         return len(self.class_names)
 
     @property
+    def deep_levels(self) -> tuple[str, ...] | None:
+        """The sub-network's two deepest heads (``off14``, ``off7``), or None with fewer than two.
+
+        Their plain sum is what the official ensembles score as OFF(RGB) (RGB : OFF-7 : OFF-14 = 1 : 2 : 1
+        there; the paper sums scores), without the backbone's own head.
+        """
+        subnet = [level for level in self.scores if level != self.backbone_level]
+        if self.final_level not in subnet or len(subnet) < 2:
+            return None
+        below = [level for level in subnet if level != self.final_level]
+        return below[-1], self.final_level
+
+    @property
+    def fused_deep(self) -> np.ndarray | None:
+        """Plain sum of :attr:`deep_levels`, ``(N, K)`` (None when the model has fewer than two sub-network heads)."""
+        levels = self.deep_levels
+        if levels is None:
+            return None
+        return self.scores[levels[0]].astype(np.float64) + self.scores[levels[1]]
+
+    @property
     def fused_backbone_final(self) -> np.ndarray | None:
         """Plain sum of backbone and final level, ``(N, K)`` — the paper's "RGB + OFF(RGB)" (None for TSN)."""
         if self.backbone_level == self.final_level:
@@ -510,8 +531,12 @@ def _names_of(dataset: Any, records: Sequence[VideoRecord], n: int) -> tuple[str
 
 
 def result_metrics(result: EvalResult) -> dict[str, ClassificationMetrics]:
-    """Metrics per level, plus ``"backbone+final"`` (plain sum) when the model has a sub-network."""
+    """Metrics per level, plus the plain sums ``"off14+off7"`` (:attr:`EvalResult.deep_levels`) and
+    ``"backbone+final"`` when the model has a sub-network."""
     out = {level: compute_metrics(s, result.labels, result.class_names) for level, s in result.scores.items()}
+    deep = result.fused_deep
+    if deep is not None:
+        out["+".join(result.deep_levels or ())] = compute_metrics(deep, result.labels, result.class_names)
     fused = result.fused_backbone_final
     if fused is not None:
         out["backbone+final"] = compute_metrics(fused, result.labels, result.class_names)
@@ -579,6 +604,11 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
         "final_level": result.final_level,
         "levels": {level: m.to_dict() for level, m in metrics.items() if level in result.scores},
         "final": {"level": result.final_level, **final.to_dict()},
+        "fused_deep": (
+            {"levels": list(result.deep_levels), "weights": [1.0, 1.0],
+             **metrics["+".join(result.deep_levels)].to_dict()}
+            if result.deep_levels is not None else None
+        ),
         "fused_backbone_final": (
             {"levels": [result.backbone_level, result.final_level], "weights": [1.0, 1.0],
              **metrics["backbone+final"].to_dict()}

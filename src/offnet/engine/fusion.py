@@ -48,7 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Level names that stand for a model's own levels, so one ``--levels`` works for RGB and flow files.
-LEVEL_ALIASES = ("backbone", "final", "all")
+LEVEL_ALIASES = ("backbone", "final", "deep", "all")
 #: Weights tried per stream by :func:`search_weights` (the first stream's weight is fixed at 1).
 DEFAULT_GRID: tuple[float, ...] = tuple(round(0.2 * i, 1) for i in range(11))  # 0.0, 0.2, …, 2.0
 _MAX_GRID_COMBOS = 20_000  # above this the search goes coordinate-wise instead of exhaustive
@@ -159,6 +159,8 @@ def _expand_level(result: EvalResult, index: int, level: str) -> list[str]:
         return [result.final_level]
     if level == "all":
         return list(result.levels)
+    if level == "deep":  # the sub-network's two deepest heads (the official OFF(RGB) ensemble), else the final one
+        return list(result.deep_levels or (result.final_level,))
     if level not in result.scores:
         raise ValueError(
             f"level {level!r} is not in {_source(result, index)} (levels there: {list(result.levels)}; "
@@ -173,8 +175,8 @@ def resolve_levels(
     """Turn level selections into streams, file by file.
 
     ``levels`` is ``None`` (each file's backbone and final level: the paper's "RGB + OFF(RGB)"), one
-    list applied to every file, or one list per file. Entries are level names or the aliases
-    ``backbone``, ``final`` and ``all``; a level named twice for one file is used once.
+    list applied to every file, or one list per file. Entries are level names or the aliases ``backbone``,
+    ``final``, ``deep`` (:attr:`EvalResult.deep_levels`) and ``all``; a level named twice for one file is used once.
     """
     if levels is None:
         levels = [["backbone", "final"]]
