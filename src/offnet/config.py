@@ -120,6 +120,10 @@ class DataConfig:
     resize_to: int | None = None  # resize frames' shorter side before cropping (None = as decoded)
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # multi-scale crop
     flip: bool = True  # random horizontal flip at train time (disable for direction-sensitive classes; sthv2: false)
+    # with flip: the mirrored class of each class, so that a flip swaps "left"/"right" labels instead of corrupting
+    # them ({MoveLeft: MoveRight, ...}; unnamed classes are their own mirror), or "auto" (from the class names'
+    # left/right, clockwise/counterclockwise words: offnet.data.flipmap); None: a plain flip
+    flip_map: dict[str, str] | str | None = None
     num_workers: int = 4  # DataLoader worker processes per training process
     on_bad_video: str = "skip"  # skip (log and drop) | fail (stop) for unreadable/too-short videos
     min_frames: int = 1  # videos with fewer frames count as bad
@@ -293,6 +297,12 @@ class Config:
         for key, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{source}: {key}={value!r} is not valid; choose one of {list(valid)}")
+        if isinstance(self.data.flip_map, str) and self.data.flip_map != "auto":
+            raise ValueError(f"{source}: data.flip_map={self.data.flip_map!r} is not valid; give 'auto' or a mapping "
+                             "of class names ({MoveLeft: MoveRight, ...})")
+        if self.data.flip_map is not None and not self.data.flip:
+            raise ValueError(f"{source}: data.flip_map is set but data.flip is false; set data.flip=true to flip "
+                             "with the label map, or drop data.flip_map")
         if not self.model.backbone.strip():
             raise ValueError(f"{source}: model.backbone is empty; name a backbone (e.g. bninception, resnet50, "
                              "timm:NAME or one added with offnet.register_backbone)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,3 +150,37 @@ def test_loader_resume_matches_uninterrupted(make_video):
     assert len(rest) == 2 and all(torch.equal(a, b) for a, b in zip(full[1:], rest))
     set_epoch(loader, 5)
     assert len(list(loader)) == 3
+
+
+def _raw(frames, rng):  # (N, H, W, C) uint8 -> (N, C, H, W) float, no randomness
+    return torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow"])
+def test_flip_labels_mirror_the_clip_and_swap_the_label(frame_folder, modality):
+    def fixed(num_frames, rng):
+        return np.array([[0], [2], [4]]) if modality == "rgb" else np.arange(15).reshape(3, 5) % num_frames
+
+    plain = ClipDataset([VideoRecord(path=frame_folder, label=0)], modality=modality, sampler=fixed, transform=_raw,
+                        seed=0)
+    flipping = ClipDataset([VideoRecord(path=frame_folder, label=0)], modality=modality, sampler=fixed,
+                           transform=_raw, seed=0, flip_labels=(1, 0, 2))
+    reference, _ = plain[0]
+    mirrored = reference.flip(-1)
+    if modality == "flow":
+        mirrored[:, 0::2] = 255 - mirrored[:, 0::2]  # x flow (stored around 128) changes sign
+    assert not torch.equal(mirrored, reference)
+    seen = set()
+    for epoch in range(12):
+        flipping.set_epoch(epoch)
+        clip, label = flipping[0]
+        seen.add(label)
+        assert torch.equal(clip, mirrored if label == 1 else reference)
+    assert seen == {0, 1}  # both happen over a dozen epochs (each with probability 1/2)
+
+
+def test_flip_labels_must_be_a_permutation_covering_the_labels(synthetic_video):
+    with pytest.raises(ValueError, match="permutation"):
+        _dataset([VideoRecord(path=synthetic_video, label=0)], flip_labels=(0, 0))
+    with pytest.raises(ValueError, match="cover every record's label"):
+        _dataset([VideoRecord(path=synthetic_video, label=3)], flip_labels=(1, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -173,9 +174,11 @@ def test_stage_settings_inherit_the_run_and_override_per_stage():
     ("optim.clip_grad_norm=0", "optim.clip_grad_norm=0.0 must be positive"),
     ("data.interval=0", "data.interval=0 must be at least 1 frame"),
     ("data.interval_max=6", "data.interval_max=6 must be at least data.interval, which must be set"),
+    ("data.flip_map=mirror", "data.flip_map='mirror' is not valid; give 'auto' or a mapping"),
+    ("data.flip_map=[a, b]", "data.flip_map=['a', 'b'] must be a mapping"),
 ])
 def test_bad_stage_settings_name_the_key(override, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         load_config(None, [override])
 
 
@@ -191,3 +194,10 @@ def test_a_fixed_off_interval_is_a_data_setting():
     assert load_config(None, ["data.interval=4", "data.interval_max=7"]).data.interval_max == 7
     with pytest.raises(ValueError, match="data.interval_max=3 must be at least data.interval"):
         load_config(None, ["data.interval=4", "data.interval_max=3"])
+
+
+def test_a_flip_label_map_needs_the_flip():
+    assert load_config(None, ["data.flip_map=auto"]).data.flip_map == "auto"
+    assert load_config(None, ["data.flip_map={MoveLeft: MoveRight}"]).data.flip_map == {"MoveLeft": "MoveRight"}
+    with pytest.raises(ValueError, match="data.flip_map is set but data.flip is false"):
+        load_config(None, ["data.flip=false", "data.flip_map=auto"])

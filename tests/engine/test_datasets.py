@@ -79,3 +79,30 @@ def test_each_stage_samples_with_its_own_sampler(tmp_path, monkeypatch):
     assert built[1].train[0][0].shape[0] == 2  # two segments per stage-1 clip
     assert built[2].train.sampler.name == "off" and built[2].train[0][0].shape[0] == 3
     assert set(np.diff(built[2].train.sampler(32, np.random.default_rng(0))[:, 0]).tolist()) == {2}
+
+
+def test_a_flip_label_map_swaps_mirrored_classes_in_training_only(tmp_path):
+    from offnet.data.transforms import RandomHorizontalFlip
+
+    root = write_synthetic_dataset(tmp_path / "synth", classes=["SlideRight", "SlideLeft", "StillBlock"],
+                                   videos_per_class=4, num_frames=32, progress=False)
+
+    def data(**flip):
+        config = Config.from_dict({
+            "stages": [3], "model": {"name": "off", "backbone": "tiny"},
+            "data": {"dataset": "ucf101", "root": str(root), "num_segments": 3, "test_segments": 4, "size": 56,
+                     "num_workers": 0, "val_fraction": 0.3, **flip},
+        })
+        records, class_names = load_train_records(config)
+        return build_train_data(config, records=records, class_names=class_names, input_spec=IMAGENET_SPEC)
+
+    mapped = data(flip=True, flip_map="auto")
+    index = {name: i for i, name in enumerate(mapped.class_names)}
+    assert mapped.train.flip_labels[index["SlideRight"]] == index["SlideLeft"]
+    assert mapped.train.flip_labels[index["StillBlock"]] == index["StillBlock"]
+    assert mapped.val.flip_labels is None  # validation clips are the test protocol's
+    # the dataset mirrors (it knows the label); the transform must not mirror again without swapping
+    assert not any(isinstance(step, RandomHorizontalFlip) for step in mapped.train.transform.transforms)
+    plain = data(flip=True)
+    assert plain.train.flip_labels is None
+    assert any(isinstance(step, RandomHorizontalFlip) for step in plain.train.transform.transforms)

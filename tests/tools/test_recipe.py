@@ -69,3 +69,20 @@ def test_the_demo_recipe_spans_the_slow_videos_motion_when_asked():
     short = dataclasses.replace(facts, min_frames=12)
     assert derive_recipe(short, dataclasses.replace(FULL, slow_percentile=25.0), speed=[0.2, 2.0, 2.0]).interval_max \
         == 11 // 2
+
+
+def test_demo_recipe_flips_with_mirrored_labels_only_where_the_class_names_pair_them():
+    import dataclasses
+
+    from offnet.tools.demo import FULL, derive_recipe
+    from offnet.tools.recipe import DataFacts
+
+    def recipe(names, **settings):
+        facts = DataFacts(num_classes=len(names), train_videos=100, frame_width=160, frame_height=120,
+                          median_frames=40, min_frames=40, class_names=tuple(names))
+        return derive_recipe(facts, dataclasses.replace(FULL, **settings), speed=2.0)
+
+    assert recipe(["MoveLeft", "MoveRight", "ZoomIn", "ZoomOut"]).flip_map == "auto"
+    assert recipe(["MoveLeft", "MoveRight"], flip=False).flip_map is None
+    assert recipe(["open_door", "close_door"]).flip_map is None  # no mirror pair by name: no flip at all
+    assert recipe(["SwipeLeft", "SwipeUp"]).flip_map is None  # a direction without its mirror image

@@ -73,6 +73,9 @@ class ClipDataset(Dataset):
             ``index + 2``, … with that record's own generator), remembering bad videos for the rest of the
             process (per worker). Skipping changes the label mix slightly; use it for long runs on
             datasets with a few damaged files, after ``offnet data check`` has listed them.
+        flip_labels: training only: mirror half of the clips left-right (before ``transform``; flow also
+            inverts x) and give a mirrored clip of label ``k`` the label ``flip_labels[k]``
+            (:func:`offnet.data.flipmap.flip_permutation`): the flip for direction-sensitive classes.
     """
 
     def __init__(
@@ -85,8 +88,15 @@ class ClipDataset(Dataset):
         seed: int,
         test_crops: int = 1,
         on_bad_video: OnBadVideo = "fail",
+        flip_labels: Sequence[int] | None = None,
     ) -> None:
         self.records = list(records)
+        self.flip_labels = tuple(int(k) for k in flip_labels) if flip_labels is not None else None
+        if self.flip_labels is not None:
+            bad = [r.label for r in self.records if not 0 <= r.label < len(self.flip_labels)]
+            if bad or sorted(self.flip_labels) != list(range(len(self.flip_labels))):
+                raise ValueError(f"flip_labels must be a permutation of the {len(self.flip_labels)} labels and cover "
+                                 f"every record's label; got {self.flip_labels}")
         self.modality = get_modality(modality)
         self.sampler = sampler
         self.transform = transform
@@ -140,6 +150,12 @@ class ClipDataset(Dataset):
             frames = read_flow_frames(record.path, flat)  # (T*n, H, W, 2)
         else:
             frames = read_frames(record.path, flat)  # (T*n, H, W, 3)
+        label = record.label
+        if self.flip_labels is not None and rng.random() < 0.5:
+            frames = np.ascontiguousarray(frames[:, :, ::-1])  # mirror left-right
+            if self.modality.kind == "flow":
+                frames[..., 0] = 255 - frames[..., 0]  # x flow changes sign (stored around 128)
+            label = self.flip_labels[label]
         x = self.transform(frames, rng)  # (T*n, c, h, w) or (K, T*n, c, h, w)
         if self.test_crops == 1:
             if x.dim() != 4:
@@ -159,7 +175,7 @@ class ClipDataset(Dataset):
                 f"{record.path}: clip has {clip.shape[-3]} channels per segment, modality "
                 f"{self.modality.name!r} expects {self.modality.data_channels}"
             )
-        return clip, record.label
+        return clip, label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         tried = 0

@@ -35,13 +35,14 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from offnet.data.classnames import name_words
 
 __all__ = [
     "SYNTH_CLASSES",
@@ -299,19 +300,6 @@ _OPPOSITES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _words(name: str) -> list[str]:
-    """``"TurnCounterClockwise"`` / ``"turn_counter-clockwise"`` → ``["turn", "counterclockwise"]``."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
-    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
-    merged: list[str] = []
-    for w in words:  # "counter clockwise", "anti clockwise" → one word
-        if merged and merged[-1] in ("counter", "anti") and w == "clockwise":
-            merged[-1] += w
-        else:
-            merged.append(w)
-    return merged
-
-
 def reversal_pairs(classes: Sequence[str]) -> list[tuple[str, str]]:
     """Pairs of ``classes`` that are each other's time reversal, in the order of ``classes``.
 
@@ -320,7 +308,7 @@ def reversal_pairs(classes: Sequence[str]) -> list[tuple[str, str]]:
     ``zoom_in``/``zoom_out``, ``RotateClockwise``/``RotateCounterClockwise``).
     """
     opposite = {(a, b) for a, b in _OPPOSITES} | {(b, a) for a, b in _OPPOSITES}
-    words = {c: _words(c) for c in classes}
+    words = {c: name_words(c) for c in classes}
     pairs: list[tuple[str, str]] = []
     used: set[str] = set()
     for i, a in enumerate(classes):

@@ -176,6 +176,7 @@ def build_stage_data(
     segments, a multi-scale crop and a flip; validation clips are the test protocol's (fixed).
     """
     from ..data.clips import ClipDataset
+    from ..data.flipmap import flip_permutation
     from ..data.sampling import make_sampler
     from ..data.transforms import build_transform
 
@@ -187,6 +188,8 @@ def build_stage_data(
     modality = get_modality(config.model.modality)
     spec = input_spec
     mean, std = spec.mean_std(modality.kind)
+    # a flip with a label map mirrors in the dataset (which knows the label), not in the transform
+    flip_labels = flip_permutation(d.flip_map, class_names) if d.flip and d.flip_map is not None else None
 
     def dataset(recs: list[VideoRecord], *, train: bool, segments: int) -> ClipDataset:
         # Training clips take `num_segments` segments at the TEST interval L // test_segments (paper
@@ -201,10 +204,11 @@ def build_stage_data(
             sampler = LeadingSegments(sampler, segments)
         transform = build_transform(
             train=train, size=d.size, modality=modality.name, mean=mean, std=std, bgr=spec.bgr,
-            scale255=spec.scale255, flip=d.flip, crops=1, scales=d.scales, resize_to=d.resize_to,
+            scale255=spec.scale255, flip=d.flip and flip_labels is None, crops=1, scales=d.scales,
+            resize_to=d.resize_to,
         )
         return ClipDataset(recs, modality=modality.name, sampler=sampler, transform=transform,
-                           seed=config.seed, on_bad_video="fail")
+                           seed=config.seed, on_bad_video="fail", flip_labels=flip_labels if train else None)
 
     return TrainData(
         train=dataset(train_records, train=True, segments=num_segments),

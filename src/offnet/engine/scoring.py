@@ -120,7 +120,9 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
             model, part, class_names, modality=modality, segments=segments, crops=crops, size=size,
             sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
             num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
-            resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)), on_bad_video=on_bad_video,
+            # mirrored test crops (10 crops) are only right for classes a flip leaves unchanged
+            resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)) and data.get("flip_map") is None,
+            on_bad_video=on_bad_video,
             precision=precision, interval=data.get("interval"), compile=compile,
         )
 

@@ -109,6 +109,9 @@ class DemoSettings:
     # that slow motions also travel `interval_cells` cells in some clips (None: one interval). Off by default: on the
     # motion benchmark, the 25th percentile (clips at 4-8 frames, test at 4) gave 64.2 % against 78.3 % (one run each)
     slow_percentile: float | None = None
+    # mirror half of the training clips and swap the labels of mirrored classes (MoveLeft <-> MoveRight, clockwise <->
+    # counterclockwise turns) where the class names pair them; no flip where they do not
+    flip: bool = True
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta), fewer where they do not fit at the measured interval
     train_scales: tuple[float, ...] = (0.875,)  # training crop sides, fractions of the resized shorter side
@@ -183,6 +186,7 @@ class Recipe:
     interval: int  # frames between OFF segments
     test_segments: int
     interval_max: int | None = None  # training clips' intervals range over interval … interval_max
+    flip_map: str | None = None  # "auto": training flips swap mirrored classes' labels (None: no flip)
 
 
 def training_amp(precision: str) -> str:
@@ -243,8 +247,21 @@ def derive_recipe(facts: Any, s: DemoSettings, *,
                                   minimum=s.min_iterations),
         off_iterations=iterations(facts.train_videos, epochs=s.off_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),
-        interval_max=interval_max,
+        interval_max=interval_max, flip_map=flip_map(facts.class_names) if s.flip else None,
     )
+
+
+def flip_map(class_names: tuple[str, ...]) -> str | None:
+    """``"auto"`` when the class names pair mirrored classes (left/right, clockwise/counterclockwise) and every
+    class naming a direction has its mirror image among them (:func:`offnet.data.flipmap.auto_flip_map`);
+    otherwise None (no flip): a flip of a direction-sensitive class that no name reveals would corrupt its label.
+    """
+    from ..data.flipmap import auto_flip_map
+
+    try:
+        return "auto" if auto_flip_map(class_names) else None
+    except ValueError:
+        return None
 
 
 def _data_root(out: Path, benchmark: str, s: DemoSettings) -> Path:
@@ -266,7 +283,8 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
         "sampler": "tsn" if model == "tsn" else "off", "num_segments": s.segments,
         "test_segments": r.test_segments, "interval": r.interval, "interval_max": r.interval_max,
         "size": r.input_size, "resize_to": r.resize_to,
-        "scales": list(s.train_scales), "flip": False, "num_workers": loader_workers(s), "on_bad_video": "fail",
+        "scales": list(s.train_scales), "flip": r.flip_map is not None, "flip_map": r.flip_map,
+        "num_workers": loader_workers(s), "on_bad_video": "fail",
         "val_fraction": 0.0,
     }
     cfg = {
@@ -417,7 +435,8 @@ def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: Demo
         f"median {facts.median_frames} frames -> input {r.input_size} px (frames resized to {r.resize_to} px); "
         f"motion {r.motion_px_per_frame:.2f} px/frame -> OFF interval {r.interval} frames"
         f"{f' (training clips {r.interval}-{r.interval_max})' if r.interval_max else ''}, {r.test_segments} test "
-        f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}")
+        f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}; "
+        f"{'flips swap mirrored classes' if r.flip_map else 'no flips (no mirrored class pairs by name)'}")
     out.mkdir(parents=True, exist_ok=True)
     runs = out / "runs"
     if runs.exists():  # every demo trains afresh; only the generated data is reused

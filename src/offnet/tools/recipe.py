@@ -38,6 +38,7 @@ class DataFacts:
     frame_height: int
     median_frames: int
     min_frames: int
+    class_names: tuple[str, ...] = ()
 
     @property
     def short_side(self) -> int:
@@ -64,7 +65,7 @@ def probe_dataset(root: str | Path, *, split: int = 1, sample: int = 24) -> Data
     height, width = statistics.median_low(sizes)
     return DataFacts(num_classes=len(train.class_names), train_videos=len(records), frame_width=int(width),
                      frame_height=int(height), median_frames=int(statistics.median_low(lengths)),
-                     min_frames=int(min(lengths)))
+                     min_frames=int(min(lengths)), class_names=tuple(train.class_names))
 
 
 def input_size(short_side: int, *, cap: int = 112, multiple: int = 8) -> tuple[int, int]:

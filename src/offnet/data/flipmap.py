@@ -1,0 +1,82 @@
+"""Label maps for horizontal flips of direction-sensitive classes.
+
+A mirrored "move left" clip is a "move right" clip, a mirrored clockwise turn a counter-clockwise one; a
+zoom or an up/down motion stays what it was. TSN's random flip (on for UCF-101 and HMDB-51) would teach
+such classes the wrong label, so for them the flip either stays off or swaps the label: ``data.flip_map``
+names the mirrored class of each class (classes not named are their own mirror), or ``"auto"`` derives it
+from the class names by swapping the words *left* / *right* and *clockwise* / *counterclockwise*
+(also written *counter-clockwise*, *anticlockwise*, *cw* / *ccw*)::
+
+    >>> flip_permutation("auto", ["MoveLeft", "MoveRight", "ZoomIn", "TurnClockwise", "TurnCounterclockwise"])
+    (1, 0, 2, 4, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from offnet.data.classnames import name_words
+
+__all__ = ["auto_flip_map", "flip_permutation"]
+
+# direction words and their mirror images; spellings of one direction share a canonical form
+_CANONICAL = {"counterclockwise": "ccw", "anticlockwise": "ccw", "ccw": "ccw", "acw": "ccw",
+              "clockwise": "cw", "cw": "cw", "left": "left", "right": "right"}
+_MIRROR = {"left": "right", "right": "left", "cw": "ccw", "ccw": "cw"}
+
+
+def _key(words: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_CANONICAL.get(w, w) for w in words)
+
+
+def auto_flip_map(class_names: Sequence[str]) -> dict[str, str]:
+    """The mirrored class of every class whose name holds a direction word (see the module docstring).
+
+    Raises ``ValueError`` naming the class when its mirror image is not one of ``class_names`` (a flip
+    would then make a clip of a class the dataset does not have): give ``data.flip_map`` explicitly, or
+    turn ``data.flip`` off.
+    """
+    by_key: dict[tuple[str, ...], str] = {}
+    for name in class_names:
+        by_key.setdefault(_key(name_words(name)), name)
+    mapping: dict[str, str] = {}
+    for name in class_names:
+        key = _key(name_words(name))
+        mirrored = tuple(_MIRROR.get(w, w) for w in key)
+        if mirrored == key:
+            continue
+        twin = by_key.get(mirrored)
+        if twin is None:
+            raise ValueError(
+                f"data.flip_map=auto: class {name!r} names a direction, but its mirror image is not a class "
+                f"(classes: {list(class_names)}); give data.flip_map as a mapping, or set data.flip=false"
+            )
+        mapping[name] = twin
+    return mapping
+
+
+def flip_permutation(spec: str | Mapping[str, str], class_names: Sequence[str]) -> tuple[int, ...]:
+    """Label index after a horizontal flip, per label index: ``spec`` is ``"auto"`` or a mapping of class
+    names (one direction suffices: ``{A: B}`` also maps B to A; unnamed classes map to themselves).
+
+    Raises ``ValueError`` for an unknown class name or a class mapped to two different classes.
+    """
+    names = list(class_names)
+    if isinstance(spec, str):
+        if spec != "auto":
+            raise ValueError(f"data.flip_map={spec!r} is not valid; give 'auto' or a mapping of class names")
+        spec = auto_flip_map(names)
+    index = {name: i for i, name in enumerate(names)}
+    perm = list(range(len(names)))
+    assigned: dict[int, int] = {}
+    for a, b in spec.items():
+        for name in (a, b):
+            if name not in index:
+                raise ValueError(f"data.flip_map names {name!r}, which is not a class (classes: {names})")
+        for src, dst in ((index[a], index[b]), (index[b], index[a])):
+            if assigned.get(src, dst) != dst:
+                raise ValueError(f"data.flip_map maps {names[src]!r} to both {names[assigned[src]]!r} and "
+                                 f"{names[dst]!r}; a flip has one mirror image per class")
+            assigned[src] = dst
+            perm[src] = dst
+    return tuple(perm)
