@@ -122,8 +122,12 @@ class DataConfig:
     flip: bool = True  # random horizontal flip at train time (disable for direction-sensitive classes; sthv2: false)
     # with flip: the mirrored class of each class, so that a flip swaps "left"/"right" labels instead of corrupting
     # them ({MoveLeft: MoveRight, ...}; unnamed classes are their own mirror), or "auto" (from the class names'
-    # left/right, clockwise/counterclockwise words: offnet.data.flipmap); None: a plain flip
+    # left/right, clockwise/counterclockwise words: offnet.data.labelmaps); None: a plain flip
     flip_map: dict[str, str] | str | None = None
+    # time reversal: the class of each class's clips played backwards ({ZoomIn: ZoomOut, ...}; unnamed classes are
+    # never reversed), or "auto" (time-reversal twins read from the class names: offnet.data.labelmaps); half of the
+    # training clips of those classes play backwards with the twin's label. None: off. Not for flow
+    reverse_map: dict[str, str] | str | None = None
     num_workers: int = 4  # DataLoader worker processes per training process
     on_bad_video: str = "skip"  # skip (log and drop) | fail (stop) for unreadable/too-short videos
     min_frames: int = 1  # videos with fewer frames count as bad
@@ -300,6 +304,12 @@ class Config:
         if isinstance(self.data.flip_map, str) and self.data.flip_map != "auto":
             raise ValueError(f"{source}: data.flip_map={self.data.flip_map!r} is not valid; give 'auto' or a mapping "
                              "of class names ({MoveLeft: MoveRight, ...})")
+        if isinstance(self.data.reverse_map, str) and self.data.reverse_map != "auto":
+            raise ValueError(f"{source}: data.reverse_map={self.data.reverse_map!r} is not valid; give 'auto' or a "
+                             "mapping of class names ({ZoomIn: ZoomOut, ...})")
+        if self.data.reverse_map is not None and self.model.modality == "flow":
+            raise ValueError(f"{source}: data.reverse_map cannot reverse flow clips (their vectors would change "
+                             "sign); drop it for model.modality=flow")
         if self.data.flip_map is not None and not self.data.flip:
             raise ValueError(f"{source}: data.flip_map is set but data.flip is false; set data.flip=true to flip "
                              "with the label map, or drop data.flip_map")

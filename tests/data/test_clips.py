@@ -184,3 +184,30 @@ def test_flip_labels_must_be_a_permutation_covering_the_labels(synthetic_video):
         _dataset([VideoRecord(path=synthetic_video, label=0)], flip_labels=(0, 0))
     with pytest.raises(ValueError, match="cover every record's label"):
         _dataset([VideoRecord(path=synthetic_video, label=3)], flip_labels=(1, 0))
+
+
+def test_reverse_labels_play_the_clip_backwards_as_its_twin(frame_folder):
+    def fixed(num_frames, rng):
+        return np.arange(10).reshape(2, 5)  # (T, n): 2 segments of 5 frames (Raw OFF)
+
+    def make(label, reverse_labels=None):
+        return ClipDataset([VideoRecord(path=frame_folder, label=label)], modality="rawoff", sampler=fixed,
+                           transform=_raw, seed=0, reverse_labels=reverse_labels)
+
+    reference, _ = make(0)[0]  # (T, n * 3, H, W): frames 0-4 | 5-9
+    frames = reference.reshape(2, 5, 3, *reference.shape[-2:])
+    backwards = frames.flip(0).flip(1).reshape(reference.shape)  # frames 9-5 | 4-0
+    assert not torch.equal(backwards, reference)
+    twins, lone = make(0, (1, 0, -1)), make(2, (1, 0, -1))
+    seen = set()
+    for epoch in range(12):
+        twins.set_epoch(epoch)
+        lone.set_epoch(epoch)
+        clip, label = twins[0]
+        seen.add(label)
+        assert torch.equal(clip, backwards if label == 1 else reference)
+        assert lone[0][1] == 2  # a class without a twin is never reversed
+    assert seen == {0, 1}
+    with pytest.raises(ValueError, match="cannot reverse flow clips"):
+        ClipDataset([VideoRecord(path=frame_folder, label=0)], modality="flow", sampler=fixed, transform=_raw,
+                    seed=0, reverse_labels=(1, 0))

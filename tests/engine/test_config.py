@@ -176,6 +176,7 @@ def test_stage_settings_inherit_the_run_and_override_per_stage():
     ("data.interval_max=6", "data.interval_max=6 must be at least data.interval, which must be set"),
     ("data.flip_map=mirror", "data.flip_map='mirror' is not valid; give 'auto' or a mapping"),
     ("data.flip_map=[a, b]", "data.flip_map=['a', 'b'] must be a mapping"),
+    ("data.reverse_map=backwards", "data.reverse_map='backwards' is not valid; give 'auto' or a mapping"),
 ])
 def test_bad_stage_settings_name_the_key(override, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -196,8 +197,11 @@ def test_a_fixed_off_interval_is_a_data_setting():
         load_config(None, ["data.interval=4", "data.interval_max=3"])
 
 
-def test_a_flip_label_map_needs_the_flip():
+def test_label_maps_for_flips_and_time_reversal():
     assert load_config(None, ["data.flip_map=auto"]).data.flip_map == "auto"
     assert load_config(None, ["data.flip_map={MoveLeft: MoveRight}"]).data.flip_map == {"MoveLeft": "MoveRight"}
     with pytest.raises(ValueError, match="data.flip_map is set but data.flip is false"):
         load_config(None, ["data.flip=false", "data.flip_map=auto"])
+    assert load_config(None, ["data.reverse_map=auto"]).data.reverse_map == "auto"
+    with pytest.raises(ValueError, match="data.reverse_map cannot reverse flow clips"):
+        load_config(None, ["model.modality=flow", "data.reverse_map=auto"])

@@ -86,3 +86,6 @@ def test_demo_recipe_flips_with_mirrored_labels_only_where_the_class_names_pair_
     assert recipe(["MoveLeft", "MoveRight"], flip=False).flip_map is None
     assert recipe(["open_door", "close_door"]).flip_map is None  # no mirror pair by name: no flip at all
     assert recipe(["SwipeLeft", "SwipeUp"]).flip_map is None  # a direction without its mirror image
+    assert recipe(["ZoomIn", "ZoomOut", "Wave"], reverse=True).reverse_map == "auto"
+    assert recipe(["ZoomIn", "ZoomOut"], reverse=False).reverse_map is None
+    assert recipe(["Wave", "Clap"], reverse=True).reverse_map is None  # no time-reversal twins by name

@@ -75,7 +75,11 @@ class ClipDataset(Dataset):
             datasets with a few damaged files, after ``offnet data check`` has listed them.
         flip_labels: training only: mirror half of the clips left-right (before ``transform``; flow also
             inverts x) and give a mirrored clip of label ``k`` the label ``flip_labels[k]``
-            (:func:`offnet.data.flipmap.flip_permutation`): the flip for direction-sensitive classes.
+            (:func:`offnet.data.labelmaps.flip_permutation`): the flip for direction-sensitive classes.
+        reverse_labels: training only: play half of the clips of label ``k`` backwards (segments and the
+            frames within each in reverse order) as label ``reverse_labels[k]``; ``-1`` never reverses
+            that class (:func:`offnet.data.labelmaps.reversal_labels`). Not for flow (its vectors would
+            have to change sign and frame).
     """
 
     def __init__(
@@ -89,15 +93,25 @@ class ClipDataset(Dataset):
         test_crops: int = 1,
         on_bad_video: OnBadVideo = "fail",
         flip_labels: Sequence[int] | None = None,
+        reverse_labels: Sequence[int] | None = None,
     ) -> None:
         self.records = list(records)
+        self.modality = get_modality(modality)
         self.flip_labels = tuple(int(k) for k in flip_labels) if flip_labels is not None else None
         if self.flip_labels is not None:
             bad = [r.label for r in self.records if not 0 <= r.label < len(self.flip_labels)]
             if bad or sorted(self.flip_labels) != list(range(len(self.flip_labels))):
                 raise ValueError(f"flip_labels must be a permutation of the {len(self.flip_labels)} labels and cover "
                                  f"every record's label; got {self.flip_labels}")
-        self.modality = get_modality(modality)
+        self.reverse_labels = tuple(int(k) for k in reverse_labels) if reverse_labels is not None else None
+        if self.reverse_labels is not None:
+            if self.modality.kind == "flow":
+                raise ValueError("reverse_labels cannot reverse flow clips (their vectors would change sign); "
+                                 "use it with rgb, rawoff or rgbdiff")
+            n = len(self.reverse_labels)
+            if any(not 0 <= r.label < n for r in self.records) or any(not -1 <= k < n for k in self.reverse_labels):
+                raise ValueError(f"reverse_labels must give a label or -1 for each of the {n} labels and cover "
+                                 f"every record's label; got {self.reverse_labels}")
         self.sampler = sampler
         self.transform = transform
         self.seed = int(seed)
@@ -144,13 +158,16 @@ class ClipDataset(Dataset):
         record = self.records[index]
         rng = sample_rng(self.seed, self.epoch, index)
         idx = np.asarray(self.sampler(self.num_frames(record), rng))  # (T, n)
+        label = record.label
+        if self.reverse_labels is not None and rng.random() < 0.5 and self.reverse_labels[label] >= 0:
+            idx = idx[::-1, ::-1]  # the clip played backwards
+            label = self.reverse_labels[label]
         T, n = idx.shape
         flat = idx.reshape(-1).tolist()  # (T*n,)
         if self.modality.kind == "flow":
             frames = read_flow_frames(record.path, flat)  # (T*n, H, W, 2)
         else:
             frames = read_frames(record.path, flat)  # (T*n, H, W, 3)
-        label = record.label
         if self.flip_labels is not None and rng.random() < 0.5:
             frames = np.ascontiguousarray(frames[:, :, ::-1])  # mirror left-right
             if self.modality.kind == "flow":

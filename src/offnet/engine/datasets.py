@@ -176,7 +176,7 @@ def build_stage_data(
     segments, a multi-scale crop and a flip; validation clips are the test protocol's (fixed).
     """
     from ..data.clips import ClipDataset
-    from ..data.flipmap import flip_permutation
+    from ..data.labelmaps import flip_permutation, reversal_labels
     from ..data.sampling import make_sampler
     from ..data.transforms import build_transform
 
@@ -190,6 +190,7 @@ def build_stage_data(
     mean, std = spec.mean_std(modality.kind)
     # a flip with a label map mirrors in the dataset (which knows the label), not in the transform
     flip_labels = flip_permutation(d.flip_map, class_names) if d.flip and d.flip_map is not None else None
+    reverse_labels = reversal_labels(d.reverse_map, class_names) if d.reverse_map is not None else None
 
     def dataset(recs: list[VideoRecord], *, train: bool, segments: int) -> ClipDataset:
         # Training clips take `num_segments` segments at the TEST interval L // test_segments (paper
@@ -208,7 +209,8 @@ def build_stage_data(
             resize_to=d.resize_to,
         )
         return ClipDataset(recs, modality=modality.name, sampler=sampler, transform=transform,
-                           seed=config.seed, on_bad_video="fail", flip_labels=flip_labels if train else None)
+                           seed=config.seed, on_bad_video="fail", flip_labels=flip_labels if train else None,
+                           reverse_labels=reverse_labels if train else None)
 
     return TrainData(
         train=dataset(train_records, train=True, segments=num_segments),

@@ -112,6 +112,9 @@ class DemoSettings:
     # mirror half of the training clips and swap the labels of mirrored classes (MoveLeft <-> MoveRight, clockwise <->
     # counterclockwise turns) where the class names pair them; no flip where they do not
     flip: bool = True
+    # play half of the training clips of time-reversal twins (ZoomIn / ZoomOut, ...; read from the class names)
+    # backwards with the twin's label; classes without a twin are never reversed
+    reverse: bool = False
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta), fewer where they do not fit at the measured interval
     train_scales: tuple[float, ...] = (0.875,)  # training crop sides, fractions of the resized shorter side
@@ -187,6 +190,7 @@ class Recipe:
     test_segments: int
     interval_max: int | None = None  # training clips' intervals range over interval … interval_max
     flip_map: str | None = None  # "auto": training flips swap mirrored classes' labels (None: no flip)
+    reverse_map: str | None = None  # "auto": training clips of time-reversal twins also play backwards (None: off)
 
 
 def training_amp(precision: str) -> str:
@@ -222,6 +226,7 @@ def derive_recipe(facts: Any, s: DemoSettings, *,
     """
     import numpy as np
 
+    from ..data.synth import reversal_pairs
     from .recipe import finest_tap_stride, input_size, iterations, off_interval
 
     size, resize_to = input_size(facts.short_side, cap=s.max_input)
@@ -248,15 +253,16 @@ def derive_recipe(facts: Any, s: DemoSettings, *,
         off_iterations=iterations(facts.train_videos, epochs=s.off_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),
         interval_max=interval_max, flip_map=flip_map(facts.class_names) if s.flip else None,
+        reverse_map="auto" if s.reverse and reversal_pairs(list(facts.class_names)) else None,
     )
 
 
 def flip_map(class_names: tuple[str, ...]) -> str | None:
     """``"auto"`` when the class names pair mirrored classes (left/right, clockwise/counterclockwise) and every
-    class naming a direction has its mirror image among them (:func:`offnet.data.flipmap.auto_flip_map`);
+    class naming a direction has its mirror image among them (:func:`offnet.data.labelmaps.auto_flip_map`);
     otherwise None (no flip): a flip of a direction-sensitive class that no name reveals would corrupt its label.
     """
-    from ..data.flipmap import auto_flip_map
+    from ..data.labelmaps import auto_flip_map
 
     try:
         return "auto" if auto_flip_map(class_names) else None
@@ -284,6 +290,7 @@ def _config(s: DemoSettings, r: Recipe, *, name: str, model: str, modality: str,
         "test_segments": r.test_segments, "interval": r.interval, "interval_max": r.interval_max,
         "size": r.input_size, "resize_to": r.resize_to,
         "scales": list(s.train_scales), "flip": r.flip_map is not None, "flip_map": r.flip_map,
+        "reverse_map": r.reverse_map if modality != "flow" else None,
         "num_workers": loader_workers(s), "on_bad_video": "fail",
         "val_fraction": 0.0,
     }
@@ -436,7 +443,8 @@ def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: Demo
         f"motion {r.motion_px_per_frame:.2f} px/frame -> OFF interval {r.interval} frames"
         f"{f' (training clips {r.interval}-{r.interval_max})' if r.interval_max else ''}, {r.test_segments} test "
         f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}; "
-        f"{'flips swap mirrored classes' if r.flip_map else 'no flips (no mirrored class pairs by name)'}")
+        f"{'flips swap mirrored classes' if r.flip_map else 'no flips (no mirrored class pairs by name)'}"
+        f"{'; reversed clips swap time-reversal twins' if r.reverse_map else ''}")
     out.mkdir(parents=True, exist_ok=True)
     runs = out / "runs"
     if runs.exists():  # every demo trains afresh; only the generated data is reused

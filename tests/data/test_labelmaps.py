@@ -1,11 +1,11 @@
-"""Label maps for horizontal flips (offnet.data.flipmap) and class-name words (offnet.data.classnames)."""
+"""Label maps for horizontal flips (offnet.data.labelmaps) and class-name words (offnet.data.classnames)."""
 
 from __future__ import annotations
 
 import pytest
 
 from offnet.data.classnames import name_words
-from offnet.data.flipmap import auto_flip_map, flip_permutation
+from offnet.data.labelmaps import auto_flip_map, flip_permutation, reversal_labels
 
 MOTION = ["MoveRight", "MoveLeft", "TurnClockwise", "TurnCounterclockwise", "ZoomIn", "ZoomOut"]
 
@@ -55,3 +55,15 @@ def test_explicit_map_is_symmetric_and_checked():
         flip_permutation({"a": "b", "c": "a"}, names)
     with pytest.raises(ValueError, match="give 'auto' or a mapping"):
         flip_permutation("mirror", names)
+
+
+def test_reversal_pairs_time_twins_and_leaves_the_rest_unreversed():
+    assert reversal_labels("auto", MOTION) == (1, 0, 3, 2, 5, 4)
+    assert reversal_labels("auto", ["open_door", "close_door", "wave"]) == (1, 0, -1)
+    assert reversal_labels({"a": "b"}, ["a", "b", "c"]) == (1, 0, -1)
+    with pytest.raises(ValueError, match="'x', which is not a class"):
+        reversal_labels({"a": "x"}, ["a", "b"])
+    with pytest.raises(ValueError, match="maps 'a' to both 'b' and 'c'"):
+        reversal_labels({"a": "b", "c": "a"}, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="data.reverse_map='backwards' is not valid"):
+        reversal_labels("backwards", ["a"])

@@ -1,4 +1,4 @@
-"""Label maps for horizontal flips of direction-sensitive classes.
+"""Label maps for augmentations that turn one class into another: horizontal flips and time reversal.
 
 A mirrored "move left" clip is a "move right" clip, a mirrored clockwise turn a counter-clockwise one; a
 zoom or an up/down motion stays what it was. TSN's random flip (on for UCF-101 and HMDB-51) would teach
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from offnet.data.classnames import name_words
 
-__all__ = ["auto_flip_map", "flip_permutation"]
+__all__ = ["auto_flip_map", "flip_permutation", "reversal_labels"]
 
 # direction words and their mirror images; spellings of one direction share a canonical form
 _CANONICAL = {"counterclockwise": "ccw", "anticlockwise": "ccw", "ccw": "ccw", "acw": "ccw",
@@ -80,3 +80,33 @@ def flip_permutation(spec: str | Mapping[str, str], class_names: Sequence[str]) 
             assigned[src] = dst
             perm[src] = dst
     return tuple(perm)
+
+
+def reversal_labels(spec: str | Mapping[str, str], class_names: Sequence[str]) -> tuple[int, ...]:
+    """Label index of a clip played backwards, per label index, or -1 for a class that is not reversed.
+
+    A clip of "zoom in" played backwards is a clip of "zoom out", of "open door" one of "close door".
+    ``spec`` is ``"auto"`` (the pairs :func:`offnet.data.synth.reversal_pairs` reads from the class names:
+    right/left, clockwise/counterclockwise, in/out, open/close, push/pull, ...) or a mapping of class names
+    (one direction suffices). Classes in no pair are never reversed: played backwards, most actions are no
+    action of the dataset.
+    """
+    from offnet.data.synth import reversal_pairs
+
+    names = list(class_names)
+    if isinstance(spec, str):
+        if spec != "auto":
+            raise ValueError(f"data.reverse_map={spec!r} is not valid; give 'auto' or a mapping of class names")
+        spec = dict(reversal_pairs(names))
+    index = {name: i for i, name in enumerate(names)}
+    labels = [-1] * len(names)
+    for a, b in spec.items():
+        for name in (a, b):
+            if name not in index:
+                raise ValueError(f"data.reverse_map names {name!r}, which is not a class (classes: {names})")
+        for src, dst in ((index[a], index[b]), (index[b], index[a])):
+            if labels[src] not in (-1, dst):
+                raise ValueError(f"data.reverse_map maps {names[src]!r} to both {names[labels[src]]!r} and "
+                                 f"{names[dst]!r}; a clip played backwards has one class")
+            labels[src] = dst
+    return tuple(labels)
