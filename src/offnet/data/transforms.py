@@ -202,7 +202,8 @@ def build_transform(
         raise ValueError(f"training uses one random crop per clip; got crops={crops}")
     if crops == 10 and not flip:
         raise ValueError(
-            "10-crop testing includes mirrored crops; with flip=False (direction-sensitive classes) use crops=1 or 3"
+            "10-crop testing includes mirrored crops; with flip=False or a flip label map (data.flip_map: "
+            "direction-sensitive classes) use crops=1 or 3"
         )
     steps: list[Callable] = [ToTensor()]
     if resize_to is not None:

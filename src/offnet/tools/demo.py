@@ -63,7 +63,11 @@ class DemoSettings:
     OFF still carries the motion: a least-squares read-out of the horizontal motion from any tap tells
     right from left on every clip, as it does at random initialisation), so the whole network learns
     from the motion loss at once. Every BN layer adapts (no partial BN) and AdamW replaces the paper's
-    SGD, which converges far more slowly on a few hundred clips.
+    SGD, which converges far more slowly on a few hundred clips. Training clips are flipped with the label
+    map that the class names give (``data.flip_map=auto``: MoveLeft <-> MoveRight, clockwise <-> counterclockwise
+    turns, zooms unchanged), and not flipped where the names pair no mirrored classes: on the motion benchmark
+    90.8 % against 81.2 % without (87.9 % with another seed), 83.8 vs 79.2 % on a 240x180 px, 64-frame variant,
+    89.1 vs 88.0 % on a 200x150 px, 56-frame one (one run each).
 
     What limits accuracy is the number of updates, then the number of training videos (measured on the
     motion benchmark): 16 passes in batches of 8 reach 55 %, in batches of 4 (twice the updates, same
@@ -113,7 +117,9 @@ class DemoSettings:
     # counterclockwise turns) where the class names pair them; no flip where they do not
     flip: bool = True
     # play half of the training clips of time-reversal twins (ZoomIn / ZoomOut, ...; read from the class names)
-    # backwards with the twin's label; classes without a twin are never reversed
+    # backwards with the twin's label; classes without a twin are never reversed. Off: with the flips, OFF(RGB)
+    # measured 76.7 % against 90.8 / 87.9 % on the motion benchmark (ZoomOut 40 %), 87.9 against 83.8 % on the
+    # 240x180 px variant (one run each): played backwards, inter-frame coded video is not the twin's video
     reverse: bool = False
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta), fewer where they do not fit at the measured interval
