@@ -449,7 +449,8 @@ def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: Demo
         f"motion {r.motion_px_per_frame:.2f} px/frame -> OFF interval {r.interval} frames"
         f"{f' (training clips {r.interval}-{r.interval_max})' if r.interval_max else ''}, {r.test_segments} test "
         f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}; "
-        f"{'flips swap mirrored classes' if r.flip_map else 'no flips (no mirrored class pairs by name)'}"
+        f"{'flips swap mirrored classes' if r.flip_map else 'no flips'}"
+        f"{' (no mirrored class pairs by name)' if s.flip and not r.flip_map else ''}"
         f"{'; reversed clips swap time-reversal twins' if r.reverse_map else ''}")
     out.mkdir(parents=True, exist_ok=True)
     runs = out / "runs"
