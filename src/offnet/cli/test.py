@@ -137,13 +137,13 @@ def run_test(args: argparse.Namespace) -> int:
     print(f"scored {len(result.names)} {meta['subset']} videos of split {meta['split']} ({meta['root']}) with "
           f"{scored.checkpoint}: {meta['segments']} segments x {args.crops} crops (the paper's protocol: "
           "25 segments x 10 crops, --crops 10)")
-    _print_table(result_metrics(result), final_level=result.final_level)
+    _print_table(result_metrics(result), final_level=result.final_level, deep_name=result.deep_name)
     paths = scored.paths
     print(f"wrote {paths['scores']}, {paths['metrics']}, {paths['confusion']}")
     return 0
 
 
-def _print_table(metrics: dict[str, Any], *, final_level: str) -> None:
+def _print_table(metrics: dict[str, Any], *, final_level: str, deep_name: str | None = None) -> None:
     k = min(m.top5_k for m in metrics.values())  # top-5, or top-K with fewer than 5 classes
     width = max(len(level) for level in metrics) + 2
     print(f"{'level':<{width}} {'top-1':>7} {f'top-{k}':>7} {'mean-class':>11} {'videos':>7}")
@@ -151,9 +151,8 @@ def _print_table(metrics: dict[str, Any], *, final_level: str) -> None:
         name = f"{level}*" if level == final_level else level
         print(f"{name:<{width}} {100 * m.top1:6.2f}% {100 * m.top5:6.2f}% "
               f"{100 * m.mean_class_accuracy:10.2f}% {m.num_videos:>7}")
-    deep = [level for level in metrics if "+" in level and level != "backbone+final"]
-    print("* final level" + (f"; {deep[0]} = plain sum of the sub-network's two deepest heads (OFF(RGB) as the "
-                              "official ensembles score it)" if deep else "")
+    print("* final level" + (f"; {deep_name} = plain sum of the sub-network's two deepest heads (OFF(RGB) as the "
+                              "official ensembles score it)" if deep_name else "")
           + "; backbone+final = plain sum of the backbone head and the final level (the paper's fusion)")
 
 

@@ -66,20 +66,8 @@ def flip_permutation(spec: str | Mapping[str, str], class_names: Sequence[str]) 
         if spec != "auto":
             raise ValueError(f"data.flip_map={spec!r} is not valid; give 'auto' or a mapping of class names")
         spec = auto_flip_map(names)
-    index = {name: i for i, name in enumerate(names)}
-    perm = list(range(len(names)))
-    assigned: dict[int, int] = {}
-    for a, b in spec.items():
-        for name in (a, b):
-            if name not in index:
-                raise ValueError(f"data.flip_map names {name!r}, which is not a class (classes: {names})")
-        for src, dst in ((index[a], index[b]), (index[b], index[a])):
-            if assigned.get(src, dst) != dst:
-                raise ValueError(f"data.flip_map maps {names[src]!r} to both {names[assigned[src]]!r} and "
-                                 f"{names[dst]!r}; a flip has one mirror image per class")
-            assigned[src] = dst
-            perm[src] = dst
-    return tuple(perm)
+    return _symmetric_labels(spec, names, key="data.flip_map", unmapped=list(range(len(names))),
+                             one="a flip has one mirror image per class")
 
 
 def reversal_labels(spec: str | Mapping[str, str], class_names: Sequence[str]) -> tuple[int, ...]:
@@ -98,15 +86,24 @@ def reversal_labels(spec: str | Mapping[str, str], class_names: Sequence[str]) -
         if spec != "auto":
             raise ValueError(f"data.reverse_map={spec!r} is not valid; give 'auto' or a mapping of class names")
         spec = dict(reversal_pairs(names))
+    return _symmetric_labels(spec, names, key="data.reverse_map", unmapped=[-1] * len(names),
+                             one="a clip played backwards has one class")
+
+
+def _symmetric_labels(spec: Mapping[str, str], names: list[str], *, key: str, unmapped: list[int],
+                      one: str) -> tuple[int, ...]:
+    """``unmapped`` with each pair of ``spec`` set both ways (A -> B and B -> A), by label index; ``ValueError``
+    (naming ``key``) for a name that is not a class or a class mapped to two classes (``one`` says why not)."""
     index = {name: i for i, name in enumerate(names)}
-    labels = [-1] * len(names)
+    labels = list(unmapped)
+    assigned: dict[int, int] = {}
     for a, b in spec.items():
         for name in (a, b):
             if name not in index:
-                raise ValueError(f"data.reverse_map names {name!r}, which is not a class (classes: {names})")
+                raise ValueError(f"{key} names {name!r}, which is not a class (classes: {names})")
         for src, dst in ((index[a], index[b]), (index[b], index[a])):
-            if labels[src] not in (-1, dst):
-                raise ValueError(f"data.reverse_map maps {names[src]!r} to both {names[labels[src]]!r} and "
-                                 f"{names[dst]!r}; a clip played backwards has one class")
-            labels[src] = dst
+            if assigned.get(src, dst) != dst:
+                raise ValueError(f"{key} maps {names[src]!r} to both {names[assigned[src]]!r} and {names[dst]!r}; "
+                                 f"{one}")
+            assigned[src] = labels[src] = dst
     return tuple(labels)

@@ -128,6 +128,11 @@ class EvalResult:
         return below[-1], self.final_level
 
     @property
+    def deep_name(self) -> str | None:
+        """The name of :attr:`fused_deep` in metrics and tables (``"off14+off7"``), or None."""
+        return "+".join(self.deep_levels) if self.deep_levels is not None else None
+
+    @property
     def fused_deep(self) -> np.ndarray | None:
         """Plain sum of :attr:`deep_levels`, ``(N, K)`` (None when the model has fewer than two sub-network heads)."""
         levels = self.deep_levels
@@ -536,7 +541,7 @@ def result_metrics(result: EvalResult) -> dict[str, ClassificationMetrics]:
     out = {level: compute_metrics(s, result.labels, result.class_names) for level, s in result.scores.items()}
     deep = result.fused_deep
     if deep is not None:
-        out["+".join(result.deep_levels or ())] = compute_metrics(deep, result.labels, result.class_names)
+        out[str(result.deep_name)] = compute_metrics(deep, result.labels, result.class_names)
     fused = result.fused_backbone_final
     if fused is not None:
         out["backbone+final"] = compute_metrics(fused, result.labels, result.class_names)
@@ -605,9 +610,8 @@ def save_eval(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
         "levels": {level: m.to_dict() for level, m in metrics.items() if level in result.scores},
         "final": {"level": result.final_level, **final.to_dict()},
         "fused_deep": (
-            {"levels": list(result.deep_levels), "weights": [1.0, 1.0],
-             **metrics["+".join(result.deep_levels)].to_dict()}
-            if result.deep_levels is not None else None
+            {"levels": list(result.deep_levels or ()), "weights": [1.0, 1.0], **metrics[result.deep_name].to_dict()}
+            if result.deep_name is not None else None
         ),
         "fused_backbone_final": (
             {"levels": [result.backbone_level, result.final_level], "weights": [1.0, 1.0],
