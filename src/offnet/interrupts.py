@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.process import BaseProcess
 from types import FrameType
 
 __all__ = ["install", "check", "interrupted", "reset", "stop_process_pool"]
@@ -66,7 +67,23 @@ def stop_process_pool(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
                 pass
     deadline = time.monotonic() + grace_s
     for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
+        if not _wait_ended(proc, deadline - time.monotonic()):
             proc.kill()
-            proc.join(1.0)
+            _wait_ended(proc, 10.0)
+
+
+def _wait_ended(proc: BaseProcess, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``proc`` to end; True once it has.
+
+    The pool's own manager thread joins the same processes: when it reaps one first, this thread's ``join``
+    returns at once and ``is_alive()`` stays True until that thread records the exit code, so poll with short
+    sleeps (they let that thread run) instead of trusting a single ``join``.
+    """
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    while True:
+        proc.join(max(0.0, min(0.1, deadline - time.monotonic())))
+        if not proc.is_alive():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
