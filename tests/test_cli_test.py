@@ -174,6 +174,34 @@ def test_offnet_test_in_bf16_stays_close_to_fp32(tiny_run, tmp_path, capsys):
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
 
 
+def test_offnet_test_mirrored_crops_score_under_the_flip_map(tiny_run, tmp_path):
+    """--crops 2 (centre + mirror) of a run trained with data.flip_map: the mirrored crop's scores are permuted
+    by the map. With mean aggregation, 2·mapped - centre = P(2·plain - centre) for the same weights."""
+    from eval_fixtures import write_tiny_checkpoint
+
+    from offnet.engine.evaluate import load_eval
+
+    _, data_root = tiny_run
+    mapped_run = tmp_path / "mapped"
+    write_tiny_checkpoint(mapped_run / "stage2" / "best.pt", data_root,
+                          flip_map={"StillBlock": "WanderingBall"})
+    plain_run = tmp_path / "plain"
+    write_tiny_checkpoint(plain_run / "stage2" / "best.pt", data_root)  # same seed: same weights, plain flips
+    common = ["--workers", "0", "--device", "cpu", "--no-progress", "--crop-agg", "mean"]
+    assert main(["test", str(mapped_run), "--crops", "2", "--out", str(tmp_path / "m2"), *common]) == 0
+    assert main(["test", str(plain_run), "--crops", "2", "--out", str(tmp_path / "p2"), *common]) == 0
+    assert main(["test", str(plain_run), "--crops", "1", "--out", str(tmp_path / "p1"), *common]) == 0
+    mapped, plain, centre = (load_eval(tmp_path / n) for n in ("m2", "p2", "p1"))
+    assert mapped.meta["mirror_labels"] == [1, 0] and plain.meta["mirror_labels"] is None
+    assert mapped.names == plain.names == centre.names
+    for level in mapped.levels:
+        mirror = 2 * plain.scores[level] - centre.scores[level]  # the mirrored crop's own scores
+        scale = float(np.abs(centre.scores[level]).max())  # an untrained model: logits far below 1
+        assert np.abs(mirror - centre.scores[level]).max() > 1e-2 * scale  # the mirror really differs
+        np.testing.assert_allclose(2 * mapped.scores[level] - centre.scores[level], mirror[:, ::-1],
+                                   rtol=0, atol=1e-4 * scale)
+
+
 @pytest.mark.slow
 def test_offnet_test_val_subset_then_search(tiny_run, tmp_path, capsys):
     from offnet.engine.evaluate import load_eval

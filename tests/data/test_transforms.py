@@ -172,7 +172,27 @@ def test_test_transform_shapes_flow(crops, shape):
 def test_build_transform_errors():
     with pytest.raises(ValueError, match="unknown modality"):
         build_transform(train=True, size=64, modality="depth", flip=True, **CAFFE)
-    with pytest.raises(ValueError, match="1, 3 or 10"):
+    with pytest.raises(ValueError, match=r"test crops must be one of \[1, 2, 3, 10\]; got 5"):
         build_transform(train=False, size=64, modality="rgb", flip=True, crops=5, **CAFFE)
     with pytest.raises(ValueError, match="larger than"):
         build_transform(train=False, size=128, modality="rgb", flip=True, **CAFFE)(_ramp_clip(), None)
+
+
+def test_mirror_crop_is_the_centre_crop_and_its_mirror():
+    clip = torch.arange(2 * 2 * 6 * 8, dtype=torch.float32).reshape(2, 2, 6, 8)  # (N, C=2 flow, H, W)
+    crops = TF.mirror_crop(clip, 4, flow=True)
+    assert crops.shape == (2, 2, 2, 4, 4)
+    centre = TF.center_crop(clip, 4)
+    assert torch.equal(crops[0], centre)
+    assert torch.equal(crops[1][:, 1], centre[:, 1].flip(-1))  # y: mirrored
+    assert torch.equal(crops[1][:, 0], 255 - centre[:, 0].flip(-1))  # x: mirrored and inverted
+    rgb = build_transform(train=False, size=4, modality="rgb", flip=True, crops=2, **CAFFE)(
+        np.random.default_rng(0).integers(0, 255, (3, 6, 8, 3), dtype=np.uint8), None)
+    assert rgb.shape == (2, 3, 3, 4, 4) and torch.equal(rgb[1], rgb[0].flip(-1))
+    assert TF.MIRRORED_CROPS[2] == (1,) and TF.MIRRORED_CROPS[10] == (5, 6, 7, 8, 9)
+
+
+def test_mirrored_test_crops_need_a_run_that_flipped():
+    for crops in (2, 10):
+        with pytest.raises(ValueError, match=f"{crops}-crop testing includes mirrored crops.*crops=1 or 3"):
+            build_transform(train=False, size=64, modality="rgb", flip=False, crops=crops, **CAFFE)

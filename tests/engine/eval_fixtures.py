@@ -95,7 +95,7 @@ def write_ucf_mini(root: Path, *, videos_per_class: int = 4, num_frames: int = 1
 
 
 def write_tiny_checkpoint(path: Path, data_root: Path, *, name: str = "off", val_fraction: float = 0.5,
-                          seed: int = 0) -> Path:
+                          seed: int = 0, flip_map: dict[str, str] | str | None = None) -> Path:
     """A checkpoint of an untrained tiny-backbone model whose run config points at ``data_root``."""
     import offnet
     from offnet.engine.checkpoint import save_checkpoint
@@ -108,7 +108,7 @@ def write_tiny_checkpoint(path: Path, data_root: Path, *, name: str = "off", val
         "data": {"dataset": "synth", "root": str(data_root), "split": 1, "frames_root": None,
                  "sampler": "off", "num_segments": 3, "test_segments": 3, "size": 64, "resize_to": None,
                  "val_fraction": val_fraction, "on_bad_video": "fail", "flip": True, "train_list": None,
-                 "test_list": None, "class_file": None},
+                 "test_list": None, "class_file": None, "flip_map": flip_map},
     }
     save_checkpoint(path, {
         "model_config": model.config, "model": model.state_dict(),

@@ -297,3 +297,63 @@ def test_compile_failure_falls_back_to_the_plain_forward_and_model_errors_still_
         torch.testing.assert_close(scores[level], plain[level])
     with torch.inference_mode(), pytest.raises(ValueError, match="expects C=3"):  # the model's own error
         forward(torch.randn(1, 3, 5, 48, 48))
+
+
+class _DirectionToy(torch.nn.Module):
+    """Per-segment logits ``[m, -m, 0]`` where ``m`` is the left-to-right brightness slope of the frame: a
+    mirrored frame swaps classes 0 and 1 ("right" and "left") and leaves class 2 as it was."""
+
+    def forward(self, x: torch.Tensor, consensus: bool = True) -> dict[str, torch.Tensor]:
+        W = x.shape[-1]
+        ramp = torch.linspace(-1.0, 1.0, W)
+        m = (x * ramp).mean(dim=(-3, -2, -1))  # (B, T)
+        logits = torch.stack([m, -m, torch.zeros_like(m)], dim=-1)  # (B, T, 3)
+        return {"rgb": logits.mean(dim=1) if consensus else logits}
+
+
+def test_unmirror_crops_puts_mirrored_classes_back_by_hand():
+    from offnet.engine.evaluate import unmirror_crops
+
+    logits = torch.tensor([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]])  # (B=1, crops=2, K=3): crop 1 is the mirror
+    torch.testing.assert_close(unmirror_crops(logits, (1, 0, 2)), torch.tensor([[[1.0, 2.0, 3.0], [5.0, 4.0, 6.0]]]))
+    assert unmirror_crops(logits, None) is logits
+    three = torch.zeros(1, 3, 3)
+    assert unmirror_crops(three, (1, 0, 2)) is three  # 3 crops hold no mirror
+    with pytest.raises(ValueError, match="flip label map has 2 classes; the model has 3"):
+        unmirror_crops(logits, (1, 0))
+
+
+@pytest.mark.parametrize("crop_agg", ["max", "mean"])
+def test_mirrored_crops_under_the_flip_map_agree_with_the_unmirrored_clip(crop_agg):
+    """Centre + mirror (2 crops) of a direction-sensitive model: with the flip label map the mirrored crop
+    votes for the same class as the centre one; without it, it votes for the mirror image's class."""
+    from offnet.data.functional import mirror_crop
+
+    torch.manual_seed(0)
+    frames = torch.rand(3, 3, 8, 8) + torch.linspace(0, 1, 8)  # (T, C, H, W), brighter to the right
+    clips = mirror_crop(frames, 8, flow=False)[None]  # (B=1, crops=2, T, C, H, W)
+    model = _DirectionToy()
+    single = score_clips(model, frames[None])["rgb"]
+    assert single.argmax(-1).item() == 0  # "right"
+    mapped = score_clips(model, clips, crop_agg=crop_agg, flip_labels=(1, 0, 2))["rgb"]
+    torch.testing.assert_close(mapped, single)
+    plain = score_clips(model, clips, crop_agg=crop_agg)["rgb"]
+    if crop_agg == "mean":  # the two crops cancel: "right" and "left" tie
+        torch.testing.assert_close(plain[0, 0], plain[0, 1])
+    else:
+        torch.testing.assert_close(plain[0, 1], -single[0, 1])  # the mirror's "left" evidence is max'ed in
+
+
+def test_test_flip_reads_the_run_config():
+    from offnet.engine.evaluate import test_flip
+
+    names = ["MoveLeft", "MoveRight", "ZoomIn"]
+    assert test_flip({"flip": True, "flip_map": "auto"}, names, crops=2) == (True, (1, 0, 2))
+    assert test_flip({"flip": True, "flip_map": {"ZoomIn": "MoveLeft"}}, names, crops=10) == (True, (2, 1, 0))
+    assert test_flip({"flip": True, "flip_map": "auto"}, names, crops=1) == (True, None)  # no mirrored crop
+    assert test_flip({"flip": True, "flip_map": "auto"}, names, crops=3) == (True, None)
+    assert test_flip({"flip": True}, names, crops=10) == (True, None)  # plain flips: mirrors keep their labels
+    assert test_flip({}, names, crops=10) == (True, None)  # data.flip defaults to true
+    assert test_flip({"flip": False}, names, crops=2) == (False, None)
+    with pytest.raises(ValueError, match="'Jump', which is not a class"):
+        test_flip({"flip": True, "flip_map": {"Jump": "MoveLeft"}}, names, crops=2)

@@ -50,6 +50,10 @@ def test_demo_quick_writes_results_table_plots_and_usable_checkpoints(tmp_path, 
         for path in bench["files"]["confusion"].values():
             assert open(path, "rb").read(4) == b"\x89PNG"
         assert set(bench["checkpoints"]) == {r["method"] for r in bench["rows"]} - {"tsn+off-rgb"}
+        # both benchmarks pair mirrored classes by name: centre crop and mirror, the mirror under the flip map
+        assert bench["recipe"]["flip_map"] == "auto" and bench["recipe"]["test_crops"] == 2
+        off_test = load_eval(Path(bench["files"]["confusion"]["off-rgb"]).parent)
+        assert off_test.meta["crops"] == 2 and off_test.meta["mirror_labels"] is not None
         # OFF(RGB) scores as the sum of its off14 and off7 heads; the fusion row is one system: the OFF network's
         # own rgb + off14 + off7 scores, and off-rgb's speed
         ev = load_eval(Path(bench["files"]["confusion"]["off-rgb"]).parent)

@@ -83,3 +83,33 @@ def test_probabilities_are_the_softmax_of_the_fused_score(tmp_path):
     final_only = torch.from_numpy(pred.levels["off7"]).double().softmax(0).numpy()
     assert not np.allclose(fused, final_only, atol=1e-3)
     assert np.allclose(pred.probabilities, fused, atol=1e-5)
+
+
+def test_predictor_scores_mirrored_crops_under_the_runs_flip_map(tmp_path, capsys):
+    """--crops 2 / 10 of a run trained with data.flip_map: the mirrored crops' Left and Right scores swap back
+    (same weights with plain flips score differently); a run trained without flips refuses mirrored crops."""
+    video = _video(tmp_path / "clip.avi")
+    torch.manual_seed(0)
+    model = offnet.create_model("off", num_classes=3, backbone="tiny")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".fc." in name:
+                p.normal_(0.0, 0.05)
+    runs = {}
+    for name, data in {"mapped": {"flip": True, "flip_map": "auto"}, "plain": {"flip": True},
+                       "noflip": {"flip": False}}.items():
+        runs[name] = tmp_path / name / "best.pt"
+        save_checkpoint(runs[name], {
+            "model_config": model.config, "model": model.state_dict(), "class_names": CLASSES, "stage": 2,
+            "step": 1, "config": {"data": {"sampler": "off", "test_segments": 4, "size": 64, **data}},
+        })
+    mapped, plain = Predictor(runs["mapped"], crops=2), Predictor(runs["plain"], crops=2)
+    assert mapped.flip_labels == (1, 0, 2) and plain.flip_labels is None
+    assert Predictor(runs["mapped"], crops=1).flip_labels is None
+    (a,), (b,) = mapped.predict([video]), plain.predict([video])
+    assert not np.allclose(a.levels["off7"], b.levels["off7"], atol=1e-4)
+    np.testing.assert_allclose(a.levels["off7"][2], b.levels["off7"][2], atol=1e-6)  # "Still" is its own mirror
+    with pytest.raises(ValueError, match="2-crop testing includes mirrored crops"):
+        Predictor(runs["noflip"], crops=2).predict([video])
+    assert main(["predict", str(runs["mapped"]), str(video), "--crops", "2", "--device", "cpu"]) == 0
+    assert "Left" in capsys.readouterr().out

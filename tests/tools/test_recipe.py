@@ -86,6 +86,11 @@ def test_demo_recipe_flips_with_mirrored_labels_only_where_the_class_names_pair_
     assert recipe(["MoveLeft", "MoveRight"], flip=False).flip_map is None
     assert recipe(["open_door", "close_door"]).flip_map is None  # no mirror pair by name: no flip at all
     assert recipe(["SwipeLeft", "SwipeUp"]).flip_map is None  # a direction without its mirror image
+    # the test adds the mirrored centre crop (scored under the flip map) only where training flips with a map
+    assert recipe(["MoveLeft", "MoveRight", "ZoomIn", "ZoomOut"]).test_crops == 2
+    assert recipe(["MoveLeft", "MoveRight"], test_crops=1).test_crops == 1
+    assert recipe(["open_door", "close_door"]).test_crops == 1
+    assert recipe(["MoveLeft", "MoveRight"], flip=False).test_crops == 1
     assert recipe(["ZoomIn", "ZoomOut", "Wave"], reverse=True).reverse_map == "auto"
     assert recipe(["ZoomIn", "ZoomOut"], reverse=False).reverse_map is None
     assert recipe(["Wave", "Clap"], reverse=True).reverse_map is None  # no time-reversal twins by name

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("videos", nargs="+", metavar="PATH",
                    help="video files, frame folders, or folders searched recursively for them")
     p.add_argument("--segments", type=int, default=None, help="segments per video (default: the run's test value)")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
+    p.add_argument("--crops", type=int, default=1, choices=(1, 2, 3, 10),
+                   help="crops per frame (see offnet test --crops; default 1)")
     p.add_argument("--top", type=int, default=5, help="classes to print per video (default: 5)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write one result per video as it is scored: FILE.jsonl (JSON Lines, with raw scores) or "

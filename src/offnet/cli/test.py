@@ -3,6 +3,7 @@
 Examples::
 
     offnet test runs/off_rgb --crops 10                      # 25 segments x 10 crops, split of the run
+    offnet test runs/off_rgb --crops 2                       # centre crop and its mirror
     offnet test runs/off_rgb --subset val --out runs/off_rgb/val   # held-out training videos
     offnet fuse runs/off_rgb/test-split1/scores.npz runs/off_flow/test-split1/scores.npz
     offnet fuse rgb.npz flow.npz --levels rgb,off7 --levels flow,off7 --weights 1,1.6,0.9,1.8
@@ -59,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "weight search); default test")
     p.add_argument("--segments", type=_positive_int, default=None, help="segments per video (default: the "
                    "run's data.test_segments, paper 25)")
-    p.add_argument("--crops", type=int, choices=(1, 3, 10), default=1, help="crops per frame (paper: 10)")
+    p.add_argument("--crops", type=int, choices=(1, 2, 3, 10), default=1,
+                   help="crops per frame: 1 centre, 2 centre and its mirror, 3 along the longer side, 10 corners, "
+                   "centre and their mirrors (paper: 10); mirrored crops of a run trained with data.flip_map score "
+                   "each class under its mirror image's name")
     p.add_argument("--crop-agg", choices=("max", "mean"), default="max",
                    help="aggregate crops by max (authors' code) or mean; default max")
     p.add_argument("--data-root", default=None, help="dataset root (default: the run's data.root)")

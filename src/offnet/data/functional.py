@@ -28,6 +28,8 @@ __all__ = [
     "fixed_crop_offsets",
     "three_crop",
     "ten_crop",
+    "mirror_crop",
+    "MIRRORED_CROPS",
     "normalize",
 ]
 
@@ -157,6 +159,16 @@ def ten_crop(x: torch.Tensor, size: int, *, flow: bool) -> torch.Tensor:
     crops = _corner_crops(x, size)
     crops += [hflip(c, flow=flow) for c in crops]
     return torch.stack(crops)  # (10, N, C, s, s)
+
+
+def mirror_crop(x: torch.Tensor, size: int, *, flow: bool) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(2, N, C, size, size)``: the centre crop and its mirror image (flow: x inverted)."""
+    centre = center_crop(x, size)
+    return torch.stack([centre, hflip(centre, flow=flow)])
+
+
+#: crop count -> positions of the mirrored crops in :func:`ten_crop` / :func:`mirror_crop` order
+MIRRORED_CROPS: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (), 10: (5, 6, 7, 8, 9)}
 
 
 def three_crop(x: torch.Tensor, size: int) -> torch.Tensor:

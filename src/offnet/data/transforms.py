@@ -29,6 +29,7 @@ __all__ = [
     "RandomHorizontalFlip",
     "CenterCrop",
     "ThreeCrop",
+    "MirrorCrop",
     "TenCrop",
     "Normalize",
     "build_transform",
@@ -143,6 +144,17 @@ class ThreeCrop:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MirrorCrop:
+    """``(N, C, H, W)`` -> ``(2, N, C, s, s)``: the centre crop and its mirror image (flow: x inverted)."""
+
+    size: int
+    flow: bool
+
+    def __call__(self, x: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return TF.mirror_crop(x, self.size, flow=self.flow)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TenCrop:
     """``(N, C, H, W)`` -> ``(10, N, C, s, s)``: corners, centre and their mirrors (flow: x inverted)."""
 
@@ -184,9 +196,10 @@ def build_transform(
 
     Train: [resize shorter side to ``resize_to``] -> multi-scale crop (``scales``; the authors use
     ``(1, .875, .75)`` for flow) resized to ``size`` -> random flip (if ``flip``; turn it off for
-    direction-sensitive classes) -> normalise. Test: [resize shorter side] -> 1 centre crop, 3 crops
-    or 10 crops (then ``(crops, N, C, size, size)``; 10 crops include mirrors, so they are refused when
-    ``flip=False``) -> normalise.
+    direction-sensitive classes) -> normalise. Test: [resize shorter side] -> 1 centre crop, 2 (the
+    centre and its mirror), 3 crops or 10 crops (then ``(crops, N, C, size, size)``; 2 and 10 crops
+    include mirrors, so they are refused when ``flip=False``; a flip label map is applied to the mirrored
+    crops' scores by :func:`offnet.engine.evaluate.score_clips`) -> normalise.
 
     ``mean`` / ``std`` are in the model's channel order and range: BGR 0–255 (Caffe BN-Inception,
     ``bgr=True, scale255=True``, mean ``[104, 117, 123]``, std ``[1]``) or RGB 0–1 (ImageNet,
@@ -196,14 +209,15 @@ def build_transform(
     is_flow = kind == "flow"
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels; got {size}")
-    if crops not in (1, 3, 10):
-        raise ValueError(f"test crops must be 1, 3 or 10; got {crops}")
+    if crops not in TF.MIRRORED_CROPS:
+        raise ValueError(f"test crops must be one of {list(TF.MIRRORED_CROPS)}; got {crops}")
     if train and crops != 1:
         raise ValueError(f"training uses one random crop per clip; got crops={crops}")
-    if crops == 10 and not flip:
+    if TF.MIRRORED_CROPS[crops] and not flip:
         raise ValueError(
-            "10-crop testing includes mirrored crops; with flip=False or a flip label map (data.flip_map: "
-            "direction-sensitive classes) use crops=1 or 3"
+            f"{crops}-crop testing includes mirrored crops, and this run does not flip (data.flip=false: "
+            "direction-sensitive classes without a flip label map); use crops=1 or 3, or train with "
+            "data.flip_map naming each class's mirror image"
         )
     steps: list[Callable] = [ToTensor()]
     if resize_to is not None:
@@ -214,6 +228,8 @@ def build_transform(
             steps.append(RandomHorizontalFlip(flow=is_flow))
     elif crops == 1:
         steps.append(CenterCrop(size=size))
+    elif crops == 2:
+        steps.append(MirrorCrop(size=size, flow=is_flow))
     elif crops == 3:
         steps.append(ThreeCrop(size=size))
     else:

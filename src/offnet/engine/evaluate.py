@@ -1,7 +1,7 @@
 """The paper's test protocol: many segments and crops per video, per-level video scores, saved results.
 
 Protocol (the authors' ``tools/test.py``): each test video is sampled at 25 segments
-(frames per segment from the modality: 1 RGB, 5 flow/Raw OFF, 6 RGB-diff), each frame is cut into 1, 3
+(frames per segment from the modality: 1 RGB, 5 flow/Raw OFF, 6 RGB-diff), each frame is cut into 1, 2, 3
 or 10 crops, and every level of the model gives raw logits per segment (backbone level) or per pair of
 consecutive segments (OFF levels). For each level the logits are
 
@@ -14,6 +14,11 @@ Crop aggregation comes first, so it needs per-segment logits: models whose ``for
 ``consensus=False`` (returning ``{level: (B, S, K)}``) are scored exactly as above. For a model without
 it the consensus comes first and the crops are aggregated afterwards; for ``mean`` the result is the same,
 for ``max`` it differs, and a warning says so.
+
+Mirrored crops (2 crops: the centre and its mirror; 10 crops: the last five) of a model trained with a flip
+label map (``data.flip_map``: a mirrored "move left" clip is a "move right" one) score each class under its
+mirror image's name: their logits are permuted back by that map before the crops are aggregated, so a model
+of direction-sensitive classes can use mirrored test crops (:func:`test_flip`).
 
 Crops are pushed through the model in chunks (``chunk_images`` frames per forward) so 25 segments × 10
 crops of BN-Inception at 224 px fit in memory. The default (:func:`default_chunk_images`) is 32 frames on a
@@ -52,6 +57,8 @@ __all__ = [
     "build_test_dataset",
     "score_clips",
     "aggregate_crops",
+    "test_flip",
+    "unmirror_crops",
     "save_eval",
     "check_finite_scores",
     "frames_for_memory",
@@ -66,7 +73,7 @@ logger = logging.getLogger(__name__)
 
 SCORES_FORMAT = "offnet-scores-v1"
 CROP_AGGREGATIONS = ("max", "mean")
-VALID_CROPS = (1, 3, 10)
+VALID_CROPS = (1, 2, 3, 10)
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,44 @@ def aggregate_crops(logits: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown crop aggregation {how!r}; choose one of {list(CROP_AGGREGATIONS)}")
 
 
+def test_flip(data: dict[str, Any], class_names: Sequence[Any], *,
+              crops: int) -> tuple[bool, tuple[int, ...] | None]:
+    """Whether a run's ``crops`` test crops may be mirrored, and the label map of the mirrored ones, from its
+    ``data`` config: mirrors are allowed when it trained with flips (``data.flip``, default true); with a flip
+    label map (``data.flip_map``) and mirrored crops among ``crops``, their logits are permuted by
+    :func:`offnet.data.labelmaps.flip_permutation` (else the map is None).
+    """
+    from offnet.data.functional import MIRRORED_CROPS
+    from offnet.data.labelmaps import flip_permutation
+
+    flip = bool(data.get("flip", True))
+    spec = data.get("flip_map")
+    if not (flip and spec is not None and MIRRORED_CROPS.get(crops)):
+        return flip, None
+    return flip, flip_permutation(spec, [str(c) for c in class_names])
+
+
+def unmirror_crops(logits: torch.Tensor, flip_labels: Sequence[int] | None) -> torch.Tensor:
+    """``(B, crops, …, K)`` logits with each mirrored crop's classes put back under their own names.
+
+    A mirrored crop's logit of class ``flip_labels[k]`` is the evidence for class ``k`` in the unmirrored clip
+    (the map is its own inverse). Crops are in :func:`offnet.data.functional.ten_crop` /
+    :func:`~offnet.data.functional.mirror_crop` order; nothing changes without a map or without mirrored crops.
+    """
+    from offnet.data.functional import MIRRORED_CROPS
+
+    mirrored = MIRRORED_CROPS.get(logits.shape[1], ())
+    if flip_labels is None or not mirrored:
+        return logits
+    if len(flip_labels) != logits.shape[-1]:
+        raise ValueError(f"the flip label map has {len(flip_labels)} classes; the model has {logits.shape[-1]}")
+    perm = torch.as_tensor(list(flip_labels), device=logits.device)
+    out = logits.clone()
+    index = torch.as_tensor(mirrored, device=logits.device)
+    out[:, index] = logits[:, index].index_select(-1, perm)
+    return out
+
+
 def _supports_segment_logits(model: nn.Module) -> bool:
     try:
         return "consensus" in inspect.signature(model.forward).parameters
@@ -232,6 +277,7 @@ def score_clips(
     crop_agg: str = "max",
     chunk_images: int | None = None,
     forward: Callable[..., Any] | None = None,
+    flip_labels: Sequence[int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Video scores of a batch of multi-crop clips: ``{level: (B, num_classes)}``.
 
@@ -245,6 +291,8 @@ def score_clips(
             every OFF pair is still computed once, from the same two segments): the scores are those of
             one whole forward, and memory stays bounded for any crop and segment count.
         forward: what runs ``model``'s forward (default ``model`` itself), e.g. :func:`compile_model`'s result.
+        flip_labels: the run's flip label map (:func:`test_flip`): the mirrored crops' logits are permuted by
+            it before the crops are aggregated (:func:`unmirror_crops`).
     """
     run = model if forward is None else forward
     if crop_agg not in CROP_AGGREGATIONS:
@@ -272,7 +320,7 @@ def score_clips(
             pieces.setdefault(level, []).append(logits.float().reshape(B, c, *logits.shape[1:]))
     result: dict[str, torch.Tensor] = {}
     for level, parts in pieces.items():
-        logits = torch.cat(parts, dim=1)  # (B, crops, S, K) or (B, crops, K)
+        logits = unmirror_crops(torch.cat(parts, dim=1), flip_labels)  # (B, crops, S, K) or (B, crops, K)
         reduced = aggregate_crops(logits, crop_agg)  # (B, S, K) or (B, K)
         result[level] = reduced.mean(dim=1) if per_segment else reduced  # (B, K)
     return result
@@ -337,6 +385,7 @@ def evaluate(
     precision: str = "fp32",
     interval: int | None = None,
     compile: bool = False,
+    flip_labels: Sequence[int] | None = None,
 ) -> EvalResult:
     """Score every video of ``records`` with the test protocol (module docstring) and return the scores.
 
@@ -346,7 +395,8 @@ def evaluate(
         class_names: names indexed by label; their count must equal the model's classes.
         modality: ``rgb`` | ``flow`` | ``rawoff`` | ``rgbdiff`` (frames per segment follow from it).
         segments: segments per video (paper: 25).
-        crops: 1 (centre), 3 or 10 (4 corners + centre, and their flips) crops of ``size`` px.
+        crops: 1 (centre), 2 (centre and its mirror), 3 or 10 (4 corners + centre, and their mirrors) crops of
+            ``size`` px.
         size: crop side in pixels.
         sampler: a sampler name (built with ``make_sampler(..., test=True)``) or a sampler object.
         input_spec: the model's :class:`~offnet.models.backbone.InputSpec` (mean/std/BGR/0–255).
@@ -357,7 +407,7 @@ def evaluate(
         crop_agg: ``max`` (code) or ``mean`` over crops.
         chunk_images: frames per forward pass (memory bound; default :func:`default_chunk_images`).
         resize_to: resize frames' shorter side before cropping (``None``: as decoded).
-        flip: mirrored crops allowed (10 crops include them); ``False`` for direction-sensitive classes.
+        flip: mirrored crops allowed (2 and 10 crops include them); ``False`` for a run trained without flips.
         seed: seed of the loader (test sampling and transforms are deterministic; kept for workers).
         on_bad_video: ``fail`` (stop at an unreadable video) or ``skip`` (check all videos first and
             leave the unreadable ones out of the scores; they are listed in ``meta["skipped_videos"]``).
@@ -367,6 +417,7 @@ def evaluate(
             paper's ``L // segments``).
         compile: run the forward passes through :func:`compile_model` (``torch.compile``; the first forward of
             every input shape compiles, which takes a minute or more for BN-Inception on a CPU).
+        flip_labels: the run's flip label map (:func:`test_flip`), applied to the mirrored crops' scores.
     """
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
@@ -425,7 +476,7 @@ def evaluate(
             interrupts.check()
             with precision_autocast(precision, dev):
                 scores = score_clips(model, clips.to(dev, non_blocking=True), crop_agg=crop_agg,
-                                     chunk_images=chunk_images, forward=forward)
+                                     chunk_images=chunk_images, forward=forward, flip_labels=flip_labels)
             for level in levels:
                 per_level[level].append(scores[level].cpu().numpy().astype(np.float32))
             labels.append(np.asarray(batch_labels, dtype=np.int64).reshape(-1))
@@ -451,6 +502,7 @@ def evaluate(
             "segments": segments,
             "crops": crops,
             "crop_agg": crop_agg,
+            "mirror_labels": list(flip_labels) if flip_labels is not None else None,
             "size": size,
             "crop_then_consensus": _supports_segment_logits(model),
             "precision": precision,

@@ -115,14 +115,17 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
         log.info("--max-memory %.0f MB: at most %d frames per forward", max_memory_mb, chunk_images)
     log.info("scoring %d %s videos of split %d (%s) with %s: %d segments x %d crops, %s, %dpx",
              len(records), subset, split, root, path, segments, crops, modality, size)
+    from .evaluate import test_flip
+
+    flip, flip_labels = test_flip(data, class_names, crops=crops)
+
     def score(part: list[Any], device: Any, progress: bool) -> Any:
         return evaluate(
             model, part, class_names, modality=modality, segments=segments, crops=crops, size=size,
             sampler=data.get("sampler", "off"), input_spec=model.input_spec, batch_size=batch_size,
             num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
-            # mirrored test crops (10 crops) are only right for classes a flip leaves unchanged
-            resize_to=data.get("resize_to"), flip=bool(data.get("flip", True)) and data.get("flip_map") is None,
-            on_bad_video=on_bad_video,
+            # mirrored test crops (2 and 10 crops) score each class under its mirror's name (data.flip_map)
+            resize_to=data.get("resize_to"), flip=flip, flip_labels=flip_labels, on_bad_video=on_bad_video,
             precision=precision, interval=data.get("interval"), compile=compile,
         )
 

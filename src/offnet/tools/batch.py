@@ -203,7 +203,7 @@ def iter_predictions(
         records, modality=predictor.model.modality.name, segments=predictor.segments, crops=predictor.crops,
         size=predictor.size, sampler=predictor.data_config.get("sampler", "off"),
         input_spec=predictor.model.input_spec, resize_to=predictor.data_config.get("resize_to"),
-        flip=bool(predictor.data_config.get("flip", True)), interval=predictor.data_config.get("interval"),
+        flip=predictor.flip, interval=predictor.data_config.get("interval"),
     )
     min_side = predictor.size if predictor.data_config.get("resize_to") is None else None
     loader = DataLoader(_CheckedClips(clips, min_side=min_side), batch_size=batch_size, shuffle=False,
@@ -219,7 +219,7 @@ def iter_predictions(
             scored: dict[int, Prediction] = {}
             if good:
                 batch = torch.stack([clip for _, clip in good]).to(device)  # (B, [crops,] T, C, H, W)
-                scores = score_clips(model, batch)  # {level: (B, K)}
+                scores = score_clips(model, batch, flip_labels=predictor.flip_labels)  # {level: (B, K)}
                 scored = _predictions(predictor, [i for i, _ in good], videos, scores)
             for i, _clip, reason in items:
                 if reason is not None:

@@ -123,6 +123,9 @@ class DemoSettings:
     reverse: bool = False
     segments: int = 3  # training segments (alpha)
     test_segments: int = 8  # test segments (beta), fewer where they do not fit at the measured interval
+    # test crops where training flips with a label map: 2 = the centre crop and its mirror, the mirror scored under
+    # its mirror image's class names (1 where the data has no flip map: a plain mirror would vote for the wrong class)
+    test_crops: int = 2
     train_scales: tuple[float, ...] = (0.875,)  # training crop sides, fractions of the resized shorter side
     batch_size: int = 4
     optimizer: str = "adamw"
@@ -196,6 +199,7 @@ class Recipe:
     test_segments: int
     interval_max: int | None = None  # training clips' intervals range over interval … interval_max
     flip_map: str | None = None  # "auto": training flips swap mirrored classes' labels (None: no flip)
+    test_crops: int = 1  # 2: the centre crop and its mirror under the flip map (with a flip map only)
     reverse_map: str | None = None  # "auto": training clips of time-reversal twins also play backwards (None: off)
 
 
@@ -247,6 +251,7 @@ def derive_recipe(facts: Any, s: DemoSettings, *,
                             segments=s.segments, target_cells=s.interval_cells)
 
     interval = interval_for(median)
+    mirrors = flip_map(facts.class_names) if s.flip else None
     interval_max = None
     if s.slow_percentile is not None:
         slowest = interval_for(float(np.percentile(speeds, s.slow_percentile)))
@@ -258,7 +263,7 @@ def derive_recipe(facts: Any, s: DemoSettings, *,
                                   minimum=s.min_iterations),
         off_iterations=iterations(facts.train_videos, epochs=s.off_epochs, batch_size=s.batch_size,
                                   minimum=s.min_iterations),
-        interval_max=interval_max, flip_map=flip_map(facts.class_names) if s.flip else None,
+        interval_max=interval_max, flip_map=mirrors, test_crops=s.test_crops if mirrors else 1,
         reverse_map="auto" if s.reverse and reversal_pairs(list(facts.class_names)) else None,
     )
 
@@ -344,10 +349,10 @@ def _pair_accuracy(scores: np.ndarray, labels: np.ndarray, class_names: tuple[st
     return correct / total if total else None
 
 
-def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int,
-                repeats: int) -> dict[str, tuple[float, float]]:
-    """Inference videos/s (clips/s) and frames/s (videos/s x segments) of each checkpoint's model at the test
-    input, batch 1, on the CPU.
+def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int, repeats: int,
+                crops: int = 1) -> dict[str, tuple[float, float]]:
+    """Inference videos/s and frames/s (videos/s x segments) of each checkpoint's model at the test protocol
+    (``crops`` crops of ``segments`` segments per video, one video at a time), on the CPU.
 
     The models are timed round-robin (one clip each, ``repeats`` rounds, median), so their ratios hold on a
     shared, noisy machine.
@@ -360,7 +365,7 @@ def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int,
     for method, path in checkpoints.items():
         model, _ = build_model_from_checkpoint(path)
         models[method] = model.eval()
-        inputs[method] = torch.randn(1, segments, model.modality.data_channels, size, size)
+        inputs[method] = torch.randn(crops, segments, model.modality.data_channels, size, size)  # one video
     times: dict[str, list[float]] = {m: [] for m in models}
     with torch.no_grad():
         for method, model in models.items():
@@ -450,6 +455,7 @@ def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: Demo
         f"{f' (training clips {r.interval}-{r.interval_max})' if r.interval_max else ''}, {r.test_segments} test "
         f"segments; {r.tsn_iterations} TSN / {r.off_iterations} end-to-end iterations of batch {s.batch_size}; "
         f"{'flips swap mirrored classes' if r.flip_map else 'no flips'}"
+        f"{'; test: centre crop and its mirror' if r.test_crops == 2 else ''}"
         f"{' (no mirrored class pairs by name)' if s.flip and not r.flip_map else ''}"
         f"{'; reversed clips swap time-reversal twins' if r.reverse_map else ''}")
     out.mkdir(parents=True, exist_ok=True)
@@ -471,7 +477,7 @@ def _prepare_benchmark(root: Path, out: Path, *, name: str, pairs: list, s: Demo
     for method, model_name, modality, stages in plan:
         cfg = _config(s, r, name=method, model=model_name, modality=modality, root=root, stages=stages,
                       frames_root=flow_root if modality == "flow" else rgb_root)
-        jobs.append(_Job(method=method, config=cfg, run_dir=runs / method,
+        jobs.append(_Job(method=method, config=cfg, run_dir=runs / method, crops=r.test_crops,
                          frames_root=str(flow_root) if modality == "flow" else None, label=f"{name}: {method}"))
     return {"root": root, "out": out, "name": name, "pairs": pairs, "facts": facts, "recipe": r, "jobs": jobs,
             "runs": runs, "flow_s_per_frame": flow_s_per_frame, "prepare_s": time.perf_counter() - t0}
@@ -516,13 +522,14 @@ def _finish_benchmark(bench: dict[str, Any], done: dict[str, dict[str, Any]], *,
     if "tsn+off-rgb" in speed_methods:
         speed_methods["tsn+off-rgb"] = "off-rgb"  # the OFF model computes the RGB score on the way
     measured = _throughput({m: Path(checkpoints[m]) for m in dict.fromkeys(speed_methods.values())},
-                           segments=r.test_segments, size=r.input_size, repeats=s.timing_repeats)
+                           segments=r.test_segments, size=r.input_size, repeats=s.timing_repeats,
+                           crops=r.test_crops)
     for row in rows:
         clips_s, frames_s = measured[speed_methods[row["method"]]]
         if row["method"].endswith("flow") and flow_s_per_frame > 0:
-            # flow frames must be extracted first: per frame, extraction time + network time
-            frames_s = 1.0 / (1.0 / frames_s + flow_s_per_frame)
-            clips_s = frames_s / (r.test_segments * 5)
+            # the flow must be extracted first: per segment, the network's time and 5 flow fields' extraction
+            frames_s = 1.0 / (1.0 / frames_s + 5 * flow_s_per_frame)
+            clips_s = frames_s / r.test_segments
         row["clips_per_s"] = clips_s
         row["frames_per_s"] = frames_s
         row["train_clips_per_s"] = train_clips_per_s.get(speed_methods[row["method"]])
@@ -558,6 +565,7 @@ class _Job:
     run_dir: Path
     frames_root: str | None = None
     label: str = ""  # unique over the jobs of one demo run ("<benchmark>: <method>")
+    crops: int = 1  # test crops (2: centre and mirror, scored under the run's flip map)
 
 
 def _train_and_test(job: _Job, *, threads: int | None, progress: bool) -> dict[str, Any]:
@@ -576,7 +584,8 @@ def _train_and_test(job: _Job, *, threads: int | None, progress: bool) -> dict[s
     result = train(job.config, run_dir=job.run_dir, progress=progress)
     t1 = time.perf_counter()
     ckpt = result.checkpoints[job.config.stages[-1]]
-    scored = score_checkpoint(ckpt, out=job.run_dir / "test", progress=progress, frames_root=job.frames_root)
+    scored = score_checkpoint(ckpt, out=job.run_dir / "test", progress=progress, frames_root=job.frames_root,
+                              crops=job.crops)
     return {"checkpoint": str(ckpt), "clips_per_s": result.clips_per_s, "scores": str(scored.paths["scores"]),
             "train_s": t1 - t0, "test_s": time.perf_counter() - t1}
 
@@ -786,7 +795,8 @@ def format_table(results: dict[str, Any]) -> str:
     tables = [_format_benchmark(b) for b in results["benchmarks"]]
     tables.append(f"total wall time: {results['wall_s']:.0f} s")
     tables.append("rev. pairs: accuracy at telling each class from its time-reversed twin (chance 50%).")
-    tables.append("throughput: network forward at the test input, batch 1, this CPU; flow includes its extraction.")
+    tables.append("throughput: network forwards of one video's test crops and segments, this CPU; flow includes its "
+                  "extraction.")
     return "\n\n".join(tables[:-2]) + "\n" + "\n".join(tables[-2:])
 
 
@@ -803,5 +813,10 @@ def _format_benchmark(results: dict[str, Any]) -> str:
         pair = "-" if r["pair_acc"] is None else f"{100 * r['pair_acc']:.1f}%"
         lines.append(f"{r['method']:<13} {100 * r['top1']:>6.1f}% {100 * r['mean_class_acc']:>8.1f}% {pair:>10} "
                      f"{r['clips_per_s']:>9.1f} {r['frames_per_s']:>9.0f}")
-    lines.append("videos/s at the test protocol (batch 1); frames/s = videos/s x segments (sampled time points)")
+    recipe = results["recipe"]
+    crops = recipe.get("test_crops", 1)
+    protocol = f"{recipe['test_segments']} segments x " + ("2 crops, centre and mirror" if crops == 2 else
+                                                            f"{crops} crop{'s' if crops > 1 else ''}")
+    lines.append(f"videos/s at the test protocol ({protocol}; one video at a time); frames/s = videos/s x segments "
+                 "(sampled time points)")
     return "\n".join(lines)

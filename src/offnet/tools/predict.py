@@ -30,7 +30,7 @@ class Predictor:
             (``offnet export --format safetensors``: the ``.safetensors`` file or the folder holding it), local
             or as a URL / ``hf-hub:owner/repo/FILE.safetensors`` reference (downloaded once into the cache).
         segments: segments per video (default: the run's ``data.test_segments``).
-        crops: 1, 3 or 10 crops per frame.
+        crops: 1, 2, 3 or 10 crops per frame (mirrored crops as in ``offnet test``: under the run's flip label map).
         device: ``cpu``, ``cuda`` … or ``None`` for automatic.
     """
 
@@ -56,6 +56,10 @@ class Predictor:
         self.data_config = data
         self.segments = segments or int(data.get("test_segments") or 25)
         self.crops = crops
+        from ..engine.evaluate import test_flip
+
+        # mirrored test crops: allowed when the run flipped, scored under the run's flip label map if it has one
+        self.flip, self.flip_labels = test_flip(data, self.class_names, crops=crops)
         self.size = int(data.get("size") or self.model.input_spec.size)
         self.device = device
         self.skipped: list[str] = []  # videos left out by the last predict(on_bad_video="skip")

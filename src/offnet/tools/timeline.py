@@ -161,7 +161,7 @@ def video_timeline(predictor: Predictor, video: str | Path, *, window: float, st
     mean, std = model.input_spec.mean_std(mod.kind)
     transform = build_transform(train=False, size=predictor.size, modality=mod.name, mean=mean, std=std,
                                 bgr=model.input_spec.bgr, scale255=model.input_spec.scale255,
-                                flip=bool(predictor.data_config.get("flip", True)), crops=predictor.crops,
+                                flip=predictor.flip, crops=predictor.crops,
                                 resize_to=predictor.data_config.get("resize_to"))
     clips = _WindowClips(path, starts, length, num_frames, sampler=sampler, transform=transform, kind=mod.kind,
                          crops=predictor.crops)
@@ -174,7 +174,8 @@ def video_timeline(predictor: Predictor, video: str | Path, *, window: float, st
         interrupts.check()
         first = len(windows)
         positions = list(range(first, first + len(batch)))
-        preds = _predictions(predictor, positions, names, score_clips(model, batch.to(device)))
+        scores = score_clips(model, batch.to(device), flip_labels=predictor.flip_labels)
+        preds = _predictions(predictor, positions, names, scores)
         for j in positions:
             end = min(starts[j] + length, num_frames)
             windows.append(TimelineWindow(start=starts[j] / rate, end=end / rate, probabilities=preds[j].probabilities,
