@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from offnet import interrupts
+from offnet.data.functional import MIRRORED_CROPS
 from offnet.data.records import VideoRecord
 from offnet.engine.metrics import ClassificationMetrics, compute_metrics, plot_confusion
 from offnet.fileio import atomic_savez, atomic_write_text
@@ -73,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 SCORES_FORMAT = "offnet-scores-v1"
 CROP_AGGREGATIONS = ("max", "mean")
-VALID_CROPS = (1, 2, 3, 10)
+VALID_CROPS = tuple(MIRRORED_CROPS)  # 1, 2, 3, 10
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,6 @@ def test_flip(data: dict[str, Any], class_names: Sequence[Any], *,
     label map (``data.flip_map``) and mirrored crops among ``crops``, their logits are permuted by
     :func:`offnet.data.labelmaps.flip_permutation` (else the map is None).
     """
-    from offnet.data.functional import MIRRORED_CROPS
     from offnet.data.labelmaps import flip_permutation
 
     flip = bool(data.get("flip", True))
@@ -188,8 +188,6 @@ def unmirror_crops(logits: torch.Tensor, flip_labels: Sequence[int] | None) -> t
     (the map is its own inverse). Crops are in :func:`offnet.data.functional.ten_crop` /
     :func:`~offnet.data.functional.mirror_crop` order; nothing changes without a map or without mirrored crops.
     """
-    from offnet.data.functional import MIRRORED_CROPS
-
     mirrored = MIRRORED_CROPS.get(logits.shape[1], ())
     if flip_labels is None or not mirrored:
         return logits

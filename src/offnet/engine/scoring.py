@@ -79,7 +79,7 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
     (:func:`offnet.engine.evaluate.compile_model`).
     """
     from .checkpoint import build_model_from_checkpoint, find_checkpoint
-    from .evaluate import evaluate, save_eval
+    from .evaluate import evaluate, save_eval, test_flip
 
     if subset not in ("test", "val"):
         raise ValueError(f"subset must be 'test' or 'val', got {subset!r}")
@@ -115,8 +115,6 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
         log.info("--max-memory %.0f MB: at most %d frames per forward", max_memory_mb, chunk_images)
     log.info("scoring %d %s videos of split %d (%s) with %s: %d segments x %d crops, %s, %dpx",
              len(records), subset, split, root, path, segments, crops, modality, size)
-    from .evaluate import test_flip
-
     flip, flip_labels = test_flip(data, class_names, crops=crops)
 
     def score(part: list[Any], device: Any, progress: bool) -> Any:

@@ -812,13 +812,12 @@ def _format_benchmark(results: dict[str, Any]) -> str:
         f"{'method':<13} {'top-1':>7} {'mean cls':>9} {'rev. pairs':>10} {'videos/s':>9} {'frames/s':>9}",
         "-" * 62,
     ]
-    for r in results["rows"]:
-        pair = "-" if r["pair_acc"] is None else f"{100 * r['pair_acc']:.1f}%"
-        lines.append(f"{r['method']:<13} {100 * r['top1']:>6.1f}% {100 * r['mean_class_acc']:>8.1f}% {pair:>10} "
-                     f"{r['clips_per_s']:>9.1f} {r['frames_per_s']:>9.0f}")
-    recipe = results["recipe"]
-    crops = recipe.get("test_crops", 1)
-    protocol = f"{recipe['test_segments']} segments x " + ("2 crops, centre and mirror" if crops == 2 else
+    for row in results["rows"]:
+        pair = "-" if row["pair_acc"] is None else f"{100 * row['pair_acc']:.1f}%"
+        lines.append(f"{row['method']:<13} {100 * row['top1']:>6.1f}% {100 * row['mean_class_acc']:>8.1f}% "
+                     f"{pair:>10} {row['clips_per_s']:>9.1f} {row['frames_per_s']:>9.0f}")
+    crops = r.get("test_crops", 1)
+    protocol = f"{r['test_segments']} segments x " + ("2 crops, centre and mirror" if crops == 2 else
                                                             f"{crops} crop{'s' if crops > 1 else ''}")
     lines.append(f"videos/s at the test protocol ({protocol}; one video at a time); frames/s = videos/s x segments "
                  "(sampled time points)")

@@ -37,6 +37,7 @@ class Predictor:
     def __init__(self, checkpoint: str | Path, *, segments: int | None = None, crops: int = 1,
                  device: str | None = None) -> None:
         from ..engine.checkpoint import build_model_from_checkpoint, find_checkpoint
+        from ..engine.evaluate import test_flip
         from ..hub import is_remote, resolve_weights
         from .export import find_safetensors, load_safetensors
 
@@ -56,8 +57,6 @@ class Predictor:
         self.data_config = data
         self.segments = segments or int(data.get("test_segments") or 25)
         self.crops = crops
-        from ..engine.evaluate import test_flip
-
         # mirrored test crops: allowed when the run flipped, scored under the run's flip label map if it has one
         self.flip, self.flip_labels = test_flip(data, self.class_names, crops=crops)
         self.size = int(data.get("size") or self.model.input_spec.size)
