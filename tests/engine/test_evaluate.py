@@ -223,20 +223,81 @@ def test_memory_budget_sets_frames_per_forward():
         frames_for_memory(model, size=64, budget_mb=0)
 
 
-def test_reduced_precision_lays_the_model_out_channels_last_and_scores_stay_close():
-    from offnet.engine.evaluate import bf16_supported, for_precision, precision_autocast
+def test_inference_layout_is_channels_last_on_a_cpu_and_for_reduced_precision_on_a_gpu():
+    from offnet.engine.evaluate import for_inference, inference_memory_format
+    from offnet.models import create_model
+
+    assert inference_memory_format("cpu") == torch.channels_last
+    assert inference_memory_format("cpu", "bf16") == torch.channels_last
+    assert inference_memory_format("cuda:0") == torch.contiguous_format
+    assert inference_memory_format("cuda:0", "fp16") == torch.channels_last
+    model = create_model("off", num_classes=4, backbone="tiny", modality="rgb").train()
+    fast = for_inference(model, "cpu")
+    assert fast is not model and not fast.training
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # folded into the convolutions
+    # the caller's model is left as it was: training mode, default layout, its BatchNorm
+    own = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert model.training and not own.weight.is_contiguous(memory_format=torch.channels_last)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
+    plain = for_inference(model, "cpu", optimize=False)
+    conv = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 7
+    bf16 = for_inference(model, "cpu", "bf16", optimize=False)  # reduced precision keeps its channels-last layout
+    assert next(m for m in bf16.modules() if isinstance(m, torch.nn.Conv2d)).weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("arch,mode", [("tsn", "paper"), ("off", "paper"), ("off", "official"), ("hypnet", "paper")])
+def test_optimised_inference_scores_equal_the_plain_forward_within_float_tolerance(arch, mode):
+    from offnet.engine.evaluate import for_inference
     from offnet.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("off", num_classes=4, backbone="tiny", modality="rgb").eval()
+    model = create_model(arch, num_classes=5, backbone="tiny", modality="rgb", spatial_mode=mode)
+    for m in model.modules():  # BatchNorm statistics far from the identity, so that folding has work to do
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    plain = for_inference(model, "cpu", optimize=False)
+    fast = for_inference(model, "cpu")
+    x = torch.randn(2, 2, 4, 3, 64, 64)  # (B, crops, T, C, H, W)
+    with torch.inference_mode():
+        a, b = score_clips(plain, x), score_clips(fast, x)
+    assert set(a) == set(b) == set(model.levels)
+    for level in a:
+        torch.testing.assert_close(b[level], a[level], atol=1e-5, rtol=1e-5)
+        assert not torch.equal(a[level], torch.zeros_like(a[level]))
+
+
+def test_optimised_bninception_at_224_px_equals_the_plain_forward():
+    """Folded BatchNorm, ceil-mode pooling and the inception branches' concatenation in channels-last."""
+    from offnet.engine.evaluate import for_inference
+    from offnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("off", num_classes=7, backbone="bninception", modality="rgb", spatial_mode="official")
+    plain = for_inference(model, "cpu", optimize=False)
+    fast = for_inference(model, "cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(1, 1, 2, 3, 224, 224)
+    with torch.inference_mode():
+        a, b = score_clips(plain, x), score_clips(fast, x)
+    for level in a:
+        torch.testing.assert_close(b[level], a[level], atol=1e-4, rtol=1e-4)
+
+
+def test_reduced_precision_scores_stay_close():
+    from offnet.engine.evaluate import bf16_supported, for_inference, precision_autocast
+    from offnet.models import create_model
+
+    torch.manual_seed(0)
+    model = for_inference(create_model("off", num_classes=4, backbone="tiny", modality="rgb"), "cpu")
     x = torch.randn(1, 1, 3, 3, 56, 56)  # (B, crops, T, C, H, W)
     with torch.inference_mode():
         plain = score_clips(model, x)
-    assert for_precision(model, "fp32") is model
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
-    for_precision(model, "bf16")
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), precision_autocast("bf16", torch.device("cpu")):
         reduced = score_clips(model, x)
     for level, scores in plain.items():  # bf16 rounding only (8-bit mantissa)

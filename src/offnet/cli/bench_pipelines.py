@@ -16,6 +16,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="networks through torch.compile, timed against the plain forward in the same run (the "
                    "warm-up compiles: a minute or more per network and input shape on a CPU)")
+    p.add_argument("--plain", action="store_true",
+                   help="time the plain eval-mode forward only (no BatchNorm folding, default memory layout)")
+    p.add_argument("--no-plain-compare", action="store_true",
+                   help="skip timing the plain forward beside the optimised one (halves the main timing)")
     p.add_argument("--backbone", default="bninception")
     p.add_argument("--size", type=int, default=224, help="input side in px (224)")
     p.add_argument("--segments", type=int, default=25, help="segments per video (25, the paper's test)")
@@ -41,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.quick:
         settings = dataclasses.replace(QUICK, device=args.device, precision=args.precision,
-                                       memory=not args.no_memory, compile=args.compile)
+                                       memory=not args.no_memory, compile=args.compile,
+                                       optimize=not args.plain, compare_plain=not args.no_plain_compare)
     else:
         settings = PipelineSettings(device=args.device, precision=args.precision, backbone=args.backbone,
                                     size=args.size, segments=args.segments, crops=args.crops, repeats=args.repeats,
-                                    memory=not args.no_memory, compile=args.compile)
+                                    memory=not args.no_memory, compile=args.compile,
+                                    optimize=not args.plain, compare_plain=not args.no_plain_compare)
     pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
     report = bench_pipelines(settings, pipelines=pipelines, ten_crop=not args.no_ten_crop,
                              say=lambda line: print(line, file=sys.stderr, flush=True))

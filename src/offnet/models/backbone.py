@@ -71,6 +71,9 @@ class Backbone(nn.Module):
     first_conv: str
     #: OFF sub-network defaults suited to this backbone: (reduce channels, width multiplier)
     subnet_defaults: tuple[int, float] = (128, 1.0)
+    #: every BatchNorm directly follows a convolution whose output goes nowhere else, so inference may fold it
+    #: into that convolution (:mod:`offnet.models.folding`); False for backbones of unknown structure
+    foldable_batchnorm: bool = False
 
     def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # pragma: no cover
         """``x (N, C, H, W)`` → ``(taps {name: (N, C_tap, H_s, W_s)}, final (N, feature_dim, h, w))``."""

@@ -56,6 +56,8 @@ class BNInception(Backbone):
     """``(N, C, 224, 224)`` → taps ``inception_{3a,3b}`` @28, ``inception_{3c,4a,4b,4c,4d}`` @14,
     ``inception_{5a,5b}`` @7, and the final ``(N, 1024, 7, 7)`` map."""
 
+    foldable_batchnorm = True
+
     def __init__(self, *, in_channels: int = 3) -> None:
         super().__init__()
         self._convs: list[str] = []

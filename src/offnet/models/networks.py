@@ -151,6 +151,21 @@ class ActionRecognizer(nn.Module):
             out[level] = logits.view(b, n, -1)  # (B, pairs or segments, K)
         return _consensus(out) if consensus else out
 
+    def fold_batchnorm(self) -> int:
+        """Fold BatchNorm into the convolutions that feed it (:mod:`offnet.models.folding`), in place, for
+        inference: in the backbone where its structure allows it (``Backbone.foldable_batchnorm``) and in the
+        sub-network (``subnet_norm``). Needs eval mode; returns how many were folded. The folded model scores
+        as before within float rounding, but is no longer one to train or save."""
+        from .folding import fold_batchnorm
+
+        scope = [m for m in (self.subnet,) if m is not None]
+        if getattr(self.backbone, "foldable_batchnorm", False):
+            scope.append(self.backbone)
+        param = next(self.parameters())
+        size = self.input_spec.size
+        x = torch.zeros(1, 2, self.modality.data_channels, size, size, device=param.device, dtype=param.dtype)
+        return fold_batchnorm(self, lambda: self(x), scope=scope)
+
     # ------------------------------------------------------------------ stages
     def _backbone_bns(self) -> list[nn.modules.batchnorm._BatchNorm]:
         return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

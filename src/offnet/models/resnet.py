@@ -67,6 +67,8 @@ def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Sequential | None:
 class ResNet(Backbone):
     """``(N, C, H, W)`` → taps ``layerK.i`` at strides 8/16/32 and the final ``layer4`` map."""
 
+    foldable_batchnorm = True
+
     def __init__(self, *, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
                  taps: dict[int, tuple[str, ...]], in_channels: int = 3) -> None:
         super().__init__()

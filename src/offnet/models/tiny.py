@@ -30,6 +30,7 @@ class TinyBackbone(Backbone):
     """``(N, C, H, W)`` → taps ``s4_0, s4_1`` (stride 4), ``s8_0, s8_1`` (8), ``s16_0, s16_1`` (16)."""
 
     subnet_defaults = (32, 0.25)
+    foldable_batchnorm = True
 
     def __init__(self, *, in_channels: int = 3, widths: tuple[int, int, int, int] = (16, 32, 64, 96)) -> None:
         super().__init__()

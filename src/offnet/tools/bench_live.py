@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..engine.evaluate import for_inference
 from ..models import create_model
 from ..models.live import LiveScorer
 
@@ -56,7 +57,7 @@ def bench_live(*, arch: str = "off", backbone: str = "bninception", modality: st
         raise ValueError(f"repeats and streams must be >= 1 and warmup >= 0, got {repeats}, {streams}, {warmup}")
     dev = torch.device(device)
     torch.manual_seed(seed)
-    model = create_model(arch, num_classes=num_classes, modality=modality, backbone=backbone).to(dev).eval()
+    model = for_inference(create_model(arch, num_classes=num_classes, modality=modality, backbone=backbone), dev)
     side = size or model.input_spec.size
     scorer = LiveScorer(model, window=window)
     g = torch.Generator().manual_seed(seed)

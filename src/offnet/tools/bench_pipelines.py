@@ -63,6 +63,8 @@ class PipelineSettings:
     mm_side: int = 4096
     memory: bool = True  # peak memory per pipeline (a child process each on the CPU)
     compile: bool = False  # networks through torch.compile, timed against the plain forward in the same run
+    optimize: bool = True  # the inference path of offnet test: BatchNorm folded, channels-last on a CPU
+    compare_plain: bool = True  # also time the plain path (eval mode only) in the same round robin
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -115,9 +117,9 @@ def _build(name: str, s: PipelineSettings, device: str | None = None) -> list[tu
 
 def _step(name: str, s: PipelineSettings) -> Callable[[], None]:
     """Score one video with the pipeline's networks (flow-tvl1's extraction is timed apart)."""
-    from ..engine.evaluate import compile_model, for_precision, precision_autocast, score_clips
+    from ..engine.evaluate import compile_model, for_inference, precision_autocast, score_clips
 
-    built = [(for_precision(model, s.precision), x) for model, x in _build(name, s)]
+    built = [(for_inference(model, s.device, s.precision, optimize=s.optimize), x) for model, x in _build(name, s)]
     forwards = [compile_model(model) if s.compile else None for model, _ in built]
 
     def step() -> None:
@@ -126,6 +128,15 @@ def _step(name: str, s: PipelineSettings) -> Callable[[], None]:
                 # (1, crops, T, C, H, W): crops max, segments mean
                 score_clips(model, x.unsqueeze(0), forward=forward)
     return step
+
+
+def _layout(s: PipelineSettings) -> torch.memory_format:
+    """The memory layout the pipelines' networks run in."""
+    from ..engine.evaluate import inference_memory_format
+
+    if s.optimize:
+        return inference_memory_format(s.device, s.precision)
+    return torch.channels_last if s.precision in ("bf16", "fp16") else torch.contiguous_format
 
 
 def _gmacs(name: str, s: PipelineSettings) -> float:
@@ -297,7 +308,8 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         "precision": s.precision,
         "bf16_supported": bf16_supported(s.device),
         "backbone": s.backbone, "size": s.size, "segments": s.segments, "crops": s.crops,
-        "repeats": s.repeats, "compile": s.compile,
+        "repeats": s.repeats, "compile": s.compile, "optimized": s.optimize,
+        "memory_format": "channels_last" if _layout(s) == torch.channels_last else "contiguous",
     }
     say("reference: fp32 torch.mm …")
     report["peak_gflops"] = peak_gflops(s.mm_side, device=s.device)
@@ -313,6 +325,9 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         steps.update({f"{p}@fp32": _step(p, replace(s, precision="fp32")) for p in pipelines})
     if s.compile:  # and without torch.compile (the warm-up round compiles)
         steps.update({f"{p}@eager": _step(p, replace(s, compile=False)) for p in pipelines})
+    compare = s.compare_plain and s.optimize
+    if compare:  # and the plain path (no folding, default layout), to show what the optimised one gains
+        steps.update({f"{p}@plain": _step(p, replace(s, compile=False, optimize=False)) for p in pipelines})
     say(f"timing {', '.join(steps)} interleaved ({s.repeats} repeats) …")
     seconds = _time_round_robin(steps, s)
     for key in [k for k in seconds if k.split("@")[0] == "flow-tvl1"]:
@@ -336,6 +351,9 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         if s.compile:
             rows[p]["eager_clips_per_s"] = 1.0 / seconds[f"{p}@eager"]
             rows[p]["speedup_vs_eager"] = seconds[f"{p}@eager"] / seconds[p]
+        if compare:
+            rows[p]["plain_clips_per_s"] = 1.0 / seconds[f"{p}@plain"]
+            rows[p]["speedup_vs_plain"] = seconds[f"{p}@plain"] / seconds[p]
     report["pipelines"] = rows
     report["process_baseline_mb"] = _baseline_memory_mb() if s.memory and dev.type == "cpu" else None
     say("cost against segments …")
@@ -360,7 +378,9 @@ def format_pipelines(report: dict[str, Any]) -> str:
     base = report.get("process_baseline_mb")
     lines = [
         f"{report['backbone']} {report['size']} px, {report['segments']} segments x {report['crops']} crop(s), "
-        f"{report['precision']} on {report['device']} ({report['cpu_capability']}, {report['threads']} threads, "
+        f"{report['precision']}, {'optimised, ' if report.get('optimized') else ''}{report['memory_format']}, "
+        f"on {report['device']} ({report['cpu_capability']}, "
+        f"{report['threads']} threads, "
         f"bf16 supported: {report['bf16_supported']}); fp32 mm reference {report['peak_gflops']:.0f} GFLOP/s",
         f"{'pipeline':<18} {'videos/s':>9} {'frames/s':>9} {'GMACs':>8} {'GFLOP/s':>8} {'vs tsn':>7} {'peak MB':>8}",
     ]
@@ -371,6 +391,9 @@ def format_pipelines(report: dict[str, Any]) -> str:
     if any("speedup_vs_eager" in r for r in report["pipelines"].values()):
         lines.append("torch.compile against the plain forward (same run): " + ", ".join(
             f"{name} {r['speedup_vs_eager']:.2f}x" for name, r in report["pipelines"].items()))
+    if any("speedup_vs_plain" in r for r in report["pipelines"].values()):
+        lines.append("optimised (folded BatchNorm, channels-last) against the plain eval-mode forward (same run): "
+                     + ", ".join(f"{name} {r['speedup_vs_plain']:.2f}x" for name, r in report["pipelines"].items()))
     if any("speedup_vs_fp32" in r for r in report["pipelines"].values()):
         lines.append(f"{report['precision']} against fp32 (same run): " + ", ".join(
             f"{name} {r['speedup_vs_fp32']:.2f}x" for name, r in report["pipelines"].items()))

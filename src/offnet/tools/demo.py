@@ -363,11 +363,12 @@ def _throughput(checkpoints: dict[str, Path], *, segments: int, size: int, repea
     import statistics
 
     from ..engine.checkpoint import build_model_from_checkpoint
+    from ..engine.evaluate import for_inference
 
     models, inputs = {}, {}
     for method, path in checkpoints.items():
         model, _ = build_model_from_checkpoint(path)
-        models[method] = model.eval()
+        models[method] = for_inference(model, "cpu")  # as offnet test scores
         inputs[method] = torch.randn(crops, segments, model.modality.data_channels, size, size)  # one video
     times: dict[str, list[float]] = {m: [] for m in models}
     with torch.no_grad():
