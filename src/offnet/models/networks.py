@@ -141,10 +141,10 @@ class ActionRecognizer(nn.Module):
                 f = taps[tap]
                 op = self.tap_ops[tap.replace(".", "_")]
                 if self.arch == "off":
-                    f = op(f.view(b, t, *f.shape[1:])).flatten(0, 1)  # (B*(T-1), P, h, w)
+                    # the OFF's channel groups, each (B*(T-1), P_i, h, w): the unit concatenates them once
+                    feats.extend(op.parts(f.view(b, t, *f.shape[1:])))
                 else:
-                    f = op(f)  # (B*T, R, h, w)
-                feats.append(f)
+                    feats.append(op(f))  # (B*T, R, h, w)
             inputs[scale] = feats
         n = t - 1 if self.arch == "off" else t  # pairs (OFF) or segments (Hyp-Net)
         for level, logits in self.subnet(inputs).items():

@@ -47,23 +47,27 @@ SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
 OFFICIAL_KERNEL = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-PADDINGS = ("zeros", "replicate")
+PADDINGS = ("zeros", "replicate", "valid")  # valid: ``x`` is padded already
 
 
 def _depthwise(x: torch.Tensor, kernel: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
-    """Apply one 3×3 kernel to every channel of ``x (N, C, H, W)``; ``padding`` is zeros or replicate."""
+    """Apply one 3×3 kernel to every channel of ``x (N, C, H, W)``; ``padding`` is zeros, replicate or valid
+    (none: the output is 2 px smaller)."""
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     c = x.shape[1]
     weight = kernel.to(dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)  # (C, 1, 3, 3)
     if padding == "replicate":
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
-    return F.conv2d(x, weight, padding=1, groups=c)
+    return F.conv2d(x, weight, padding=0 if padding == "valid" else 1, groups=c)
 
 
-def sobel_xy(x: torch.Tensor, *, padding: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel Sobel x and y of ``x (N, C, H, W)`` → two ``(N, C, H, W)`` maps (paper Eq. 5–6)."""
-    return _depthwise(x, SOBEL_X, padding), _depthwise(x, SOBEL_Y, padding)
+def sobel_xy(x: torch.Tensor, *, padding: str = "zeros", scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel Sobel x and y of ``x (N, C, H, W)`` → two ``(N, C, H, W)`` maps (paper Eq. 5–6), times
+    ``scale`` (applied to the kernels: for a power of two such as 1/8 the result is exactly the scaled one)."""
+    if padding == "replicate":  # pad once for both kernels
+        x, padding = F.pad(x, (1, 1, 1, 1), mode="replicate"), "valid"
+    return _depthwise(x, SOBEL_X * scale, padding), _depthwise(x, SOBEL_Y * scale, padding)
 
 
 def central_difference(x: torch.Tensor) -> torch.Tensor:
@@ -124,11 +128,18 @@ class OFFOperator(nn.Module):
         if not self.spatial:
             return ft
         if self.mode == "paper":
-            fx, fy = sobel_xy(earlier[0], padding="replicate")
-            return torch.cat([fx / 8, fy / 8, ft], dim=1)
+            fx, fy = sobel_xy(earlier[0], padding="replicate", scale=1 / 8)
+            return torch.cat([fx, fy, ft], dim=1)
         return torch.cat([self.spatial_dropout(central_difference(earlier[1])), ft], dim=1)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = feat.shape
+        out = torch.cat(self.parts(feat), dim=1)  # (B*(T-1), P, H, W)
+        return out.view(b, t - 1, -1, h, w)
+
+    def parts(self, feat: torch.Tensor) -> list[torch.Tensor]:
+        """The output's channel groups before concatenation, ``feat (B, T, C, H, W)`` → ``[(B*(T−1), P_i, H, W)]``
+        (spatial parts, then the temporal difference), so a consumer that concatenates more can do it once."""
         b, t, c, h, w = feat.shape
         if t < 2:
             raise ValueError(f"OFF needs at least 2 segments per clip, got T={t}")
@@ -136,12 +147,10 @@ class OFFOperator(nn.Module):
         g = g.view(b, t, -1, h, w)  # (B, T, R, H, W)
         ft = temporal_difference(g).flatten(0, 1)  # (B*(T-1), R, H, W)
         if not self.spatial:
-            parts = [ft]
-        elif self.mode == "paper":
-            fx, fy = sobel_xy(self._earlier(g), padding="replicate")
-            parts = [fx / 8, fy / 8, ft]  # derivatives in the units of ft (module docstring)
-        else:
-            s = self.spatial_reduce(self._earlier(feat))  # no ReLU, as in the code
-            parts = [self.spatial_dropout(central_difference(s)), ft]
-        out = torch.cat(parts, dim=1)  # (B*(T-1), P, H, W)
-        return out.view(b, t - 1, -1, h, w)
+            return [ft]
+        if self.mode == "paper":
+            # Sobel / 8: derivatives in the units of ft (module docstring)
+            fx, fy = sobel_xy(self._earlier(g), padding="replicate", scale=1 / 8)
+            return [fx, fy, ft]
+        s = self.spatial_reduce(self._earlier(feat))  # no ReLU, as in the code
+        return [self.spatial_dropout(central_difference(s)), ft]

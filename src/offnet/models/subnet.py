@@ -121,8 +121,8 @@ def _w(channels: int, width: float) -> int:
 class OFFSubnet(nn.Module):
     """Units 28 → 14 → 7 over per-pair (or per-segment) tap features, one head per unit.
 
-    ``forward(inputs)`` takes ``{28: [(N, P, H8, W8), …], 14: […], 7: […]}`` (the tap features in
-    concatenation order) and returns ``{f"{prefix}{scale}": (N, num_classes)}`` logits per sample, before
+    ``forward(inputs)`` takes ``{28: [(N, P, H8, W8), …], 14: […], 7: […]}`` (the tap features, or their channel
+    groups, in concatenation order) and returns ``{f"{prefix}{scale}": (N, num_classes)}`` logits per sample, before
     consensus.
     """
 
