@@ -69,6 +69,29 @@ def test_raw_off_satisfies_brightness_constancy(vx, vy):
     assert math.hypot(est[0] - vx, est[1] - vy) < 0.10 * norm, (est, (vx, vy))
 
 
+@pytest.mark.parametrize("frames", [2, 5])
+def test_raw_off_stem_equals_per_channel_sobel_and_frame_differences(frames):
+    """The stem's one fixed convolution computes the documented layout: per pair, Sobel x / 8, Sobel y / 8 of
+    the earlier frame (zero padding) and the difference, per colour; also in channels-last."""
+    from offnet.models.off import sobel_xy
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3 * frames, 11, 13) * 40
+    v = x.view(2, frames, 3, 11, 13)
+    gx, gy = sobel_xy(v[:, :-1].flatten(0, 1))  # (2*(F-1), 3, H, W)
+    dt = (v[:, 1:] - v[:, :-1]).flatten(0, 1)
+    expected = torch.cat([gx / 8, gy / 8, dt], dim=1).view(2, 9 * (frames - 1), 11, 13)
+    stem = RawOFFStem(frames=frames)
+    torch.testing.assert_close(stem(x), expected, atol=1e-4, rtol=1e-5)
+    assert "weight" not in stem.state_dict()  # a fixed function: checkpoints are unchanged
+    stem.to(memory_format=torch.channels_last)
+    out = stem(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match=f"expects {3 * frames} channels"):
+        stem(x[:, :3])
+
+
 def test_rgbdiff_stem_layout():
     frames = torch.arange(6.0).view(1, 6, 1, 1, 1).expand(1, 6, 3, 4, 4).reshape(1, 18, 4, 4)
     out = RGBDiffStem()(frames)
