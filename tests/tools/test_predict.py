@@ -45,6 +45,24 @@ def test_predictor_scores_every_level_and_ranks_classes(checkpoint, tmp_path):
     assert clip.shape == (4, 3, 64, 64)  # the run's 4 test segments
 
 
+def test_predictor_scores_with_one_optimised_copy_and_matches_the_plain_forward(checkpoint, tmp_path):
+    from offnet.engine.evaluate import score_clips
+
+    video = _video(tmp_path / "clip.avi")
+    predictor = Predictor(tmp_path / "run")
+    (first,) = predictor.predict([video])
+    fast = predictor.inference_model("cpu")
+    (second,) = predictor.predict([video])
+    assert predictor.inference_model("cpu") is fast  # made once, reused by later calls
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # folded
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())  # the model is untouched
+    np.testing.assert_array_equal(first.probabilities, second.probabilities)
+    with torch.inference_mode():  # the plain eval-mode forward of the same clip gives the same scores
+        plain = score_clips(predictor.model.eval(), predictor.clip(video)[None, None])
+    for level, logits in plain.items():
+        np.testing.assert_allclose(first.levels[level], logits[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_predict_and_visualize_cli(checkpoint, tmp_path, capsys):
     video = _video(tmp_path / "clip.avi")
     out = tmp_path / "pred.json"

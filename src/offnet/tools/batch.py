@@ -186,7 +186,7 @@ def iter_predictions(
         progress: a progress bar over ``progress_total`` (default ``len(videos)``) videos from
             ``progress_initial``.
     """
-    from offnet.engine.evaluate import _resolve_device, build_test_dataset, for_inference, score_clips
+    from offnet.engine.evaluate import _resolve_device, build_test_dataset, score_clips
     from offnet.progress import progress_bar
 
     if on_bad_video not in ("fail", "skip"):
@@ -209,7 +209,7 @@ def iter_predictions(
     loader = DataLoader(_CheckedClips(clips, min_side=min_side), batch_size=batch_size, shuffle=False,
                         num_workers=workers, collate_fn=_collate)
     device = _resolve_device(predictor.device)
-    model = for_inference(predictor.model, device)
+    model = predictor.inference_model(device)
     total = progress_total if progress_total is not None else len(videos)
     bar = progress_bar(total=total, initial=progress_initial, desc="predict", unit="video", disable=not progress)
     try:

@@ -61,6 +61,7 @@ class Predictor:
         self.flip, self.flip_labels = test_flip(data, self.class_names, crops=crops)
         self.size = int(data.get("size") or self.model.input_spec.size)
         self.device = device
+        self._inference: tuple[str, torch.nn.Module] | None = None  # (device, optimised copy of self.model)
         self.skipped: list[str] = []  # videos left out by the last predict(on_bad_video="skip")
 
     def predict(self, videos: Sequence[str | Path], *, progress: bool = False, on_bad_video: str = "fail",
@@ -89,6 +90,16 @@ class Predictor:
         from .batch import iter_predictions
 
         return iter_predictions(self, videos, **kwargs)
+
+    def inference_model(self, device: str | torch.device) -> torch.nn.Module:
+        """The optimised inference copy of :attr:`model` on ``device`` (folded BatchNorm, channels-last on a CPU:
+        :func:`offnet.engine.evaluate.for_inference`), made once and kept for later calls."""
+        from ..engine.evaluate import for_inference
+
+        key = str(device)
+        if self._inference is None or self._inference[0] != key:
+            self._inference = (key, for_inference(self.model, device))
+        return self._inference[1]
 
     def clip(self, video: str | Path) -> torch.Tensor:
         """The centre-cropped test clip ``(T, C, H, W)`` of ``video`` (T = test segments, sampled at the run's

@@ -165,7 +165,7 @@ def stream_predictions(predictor: Predictor, frames: Iterator[np.ndarray], *, fp
     ``on_frame(index, frame, event)`` is called for every frame with the latest event (``None`` before the
     first segment), e.g. to draw it. ``max_frames`` stops after that many frames.
     """
-    from offnet.engine.evaluate import _resolve_device, for_inference
+    from offnet.engine.evaluate import _resolve_device
     from offnet.models.live import LiveScorer
 
     model = predictor.model
@@ -174,7 +174,7 @@ def stream_predictions(predictor: Predictor, frames: Iterator[np.ndarray], *, fp
     interval = segment_interval(predictor, fps=fps, window=window)
     transform = segment_transform(predictor)
     device = _resolve_device(predictor.device)
-    model = for_inference(model, device)
+    model = predictor.inference_model(device)
     scorer = LiveScorer(model, window=segments)
     recent: deque[np.ndarray] = deque(maxlen=per_segment)
     ends: deque[int] = deque(maxlen=segments)

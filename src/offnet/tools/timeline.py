@@ -133,7 +133,7 @@ def video_timeline(predictor: Predictor, video: str | Path, *, window: float, st
     from offnet.data.records import VideoRecord
     from offnet.data.sampling import make_sampler
     from offnet.data.transforms import build_transform
-    from offnet.engine.evaluate import _resolve_device, for_inference, score_clips
+    from offnet.engine.evaluate import _resolve_device, score_clips
     from offnet.modalities import get_modality
     from offnet.tools.batch import _predictions
 
@@ -167,7 +167,7 @@ def video_timeline(predictor: Predictor, video: str | Path, *, window: float, st
                          crops=predictor.crops)
     loader = DataLoader(clips, batch_size=batch_size, shuffle=False, num_workers=workers)
     device = _resolve_device(predictor.device)
-    model = for_inference(model, device)
+    model = predictor.inference_model(device)
     names = [f"{video} [{s / rate:.2f} s]" for s in starts]
     windows: list[TimelineWindow] = []
     for batch in loader:

@@ -55,21 +55,20 @@ def off_maps(model: ActionRecognizer, clip: torch.Tensor) -> dict[str, object]:
     pixel_dt = (frames[1:] - frames[:-1]).abs().mean(dim=1)  # (T-1, H, W)
     gx, gy = sobel_xy(frames[:-1])
     pixel_grad = (gx.pow(2) + gy.pow(2)).sqrt().mean(dim=1) / 8.0
-    captured: dict[str, torch.Tensor] = {}
-    first_tap = model.backbone.all_taps[0].replace(".", "_")
-    hook = None
-    if model.arch == "off":
-        op = model.tap_ops[first_tap]
-        assert isinstance(op, OFFOperator)
-        hook = op.register_forward_hook(lambda m, i, o: captured.__setitem__("off", o[0]))
+    captured: dict[str, dict[str, torch.Tensor]] = {}
+    first_tap = model.backbone.all_taps[0]
+    # the backbone's taps of this forward; the OFF of the first one is computed from it below
+    hook = model.backbone.register_forward_hook(lambda m, i, o: captured.__setitem__("taps", o[0]))
     try:
         scores = model(clip.unsqueeze(0))
     finally:
-        if hook is not None:
-            hook.remove()
+        hook.remove()
     feat_dt = feat_grad = None
-    if "off" in captured:
-        off = captured["off"]  # (T-1, P, h, w)
+    if model.arch == "off":
+        op = model.tap_ops[first_tap.replace(".", "_")]
+        assert isinstance(op, OFFOperator)
+        feat = captured["taps"][first_tap]  # (T, C, h, w)
+        off = op(feat.view(1, t, *feat.shape[1:]))[0]  # (T-1, P, h, w)
         r = op.reduce.out_channels
         temporal = off[:, -r:]
         spatial = off[:, :-r]
