@@ -47,26 +47,25 @@ SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
 OFFICIAL_KERNEL = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-PADDINGS = ("zeros", "replicate", "valid")  # valid: ``x`` is padded already
+PADDINGS = ("zeros", "replicate")
 
 
 def _depthwise(x: torch.Tensor, kernel: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
-    """Apply one 3×3 kernel to every channel of ``x (N, C, H, W)``; ``padding`` is zeros, replicate or valid
-    (none: the output is 2 px smaller)."""
+    """Apply one 3×3 kernel to every channel of ``x (N, C, H, W)``; ``padding`` is zeros or replicate."""
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     c = x.shape[1]
     weight = kernel.to(dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)  # (C, 1, 3, 3)
     if padding == "replicate":
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
-    return F.conv2d(x, weight, padding=0 if padding == "valid" else 1, groups=c)
+    return F.conv2d(x, weight, padding=1, groups=c)
 
 
 def sobel_xy(x: torch.Tensor, *, padding: str = "zeros", scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel Sobel x and y of ``x (N, C, H, W)`` → two ``(N, C, H, W)`` maps (paper Eq. 5–6), times
-    ``scale`` (applied to the kernels: for a power of two such as 1/8 the result is exactly the scaled one)."""
-    if padding == "replicate":  # pad once for both kernels
-        x, padding = F.pad(x, (1, 1, 1, 1), mode="replicate"), "valid"
+    ``scale`` (applied to the kernels: for a power of two such as 1/8 the result and its gradient are exactly
+    the scaled ones). Each kernel pads for itself: padding once for both changes the gradient's rounding, and
+    training is sensitive to that (see the README's note on run-to-run spread)."""
     return _depthwise(x, SOBEL_X * scale, padding), _depthwise(x, SOBEL_Y * scale, padding)
 
 
