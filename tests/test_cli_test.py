@@ -174,6 +174,21 @@ def test_offnet_test_in_bf16_stays_close_to_fp32(tiny_run, tmp_path, capsys):
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
 
 
+def test_offnet_test_optimised_and_plain_forward_give_the_same_scores(tiny_run, tmp_path):
+    """The default scores an optimised copy (folded BatchNorm, channels-last); --no-optimize the plain forward."""
+    from offnet.engine.evaluate import load_eval
+
+    run, _ = tiny_run
+    common = ["--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main(["test", str(run), "--out", str(tmp_path / "fast"), *common]) == 0
+    assert main(["test", str(run), "--out", str(tmp_path / "plain"), "--no-optimize", *common]) == 0
+    fast, plain = load_eval(tmp_path / "fast"), load_eval(tmp_path / "plain")
+    assert fast.meta["optimized"] is True and plain.meta["optimized"] is False
+    assert fast.names == plain.names and list(fast.levels) == list(plain.levels)
+    for level in plain.levels:
+        np.testing.assert_allclose(fast.scores[level], plain.scores[level], rtol=1e-4, atol=1e-5)
+
+
 def test_offnet_test_mirrored_crops_score_under_the_flip_map(tiny_run, tmp_path):
     """--crops 2 (centre + mirror) of a run trained with data.flip_map: the mirrored crop's scores are permuted
     by the map. With mean aggregation, 2·mapped - centre = P(2·plain - centre) for the same weights."""

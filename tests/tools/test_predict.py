@@ -61,6 +61,10 @@ def test_predictor_scores_with_one_optimised_copy_and_matches_the_plain_forward(
         plain = score_clips(predictor.model.eval(), predictor.clip(video)[None, None])
     for level, logits in plain.items():
         np.testing.assert_allclose(first.levels[level], logits[0].numpy(), rtol=1e-4, atol=1e-5)
+    unoptimised = Predictor(tmp_path / "run", optimize=False)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unoptimised.inference_model("cpu").modules())
+    (third,) = unoptimised.predict([video])
+    np.testing.assert_allclose(third.probabilities, first.probabilities, rtol=1e-4, atol=1e-6)
 
 
 def test_predict_and_visualize_cli(checkpoint, tmp_path, capsys):

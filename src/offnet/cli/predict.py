@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_count, default=0,
                    help="loader processes that check and decode videos (default: 0, in this process)")
     p.add_argument("--device", default=None)
+    p.add_argument("--no-optimize", action="store_true",
+                   help="score with the plain eval-mode forward (default: BatchNorm folded, channels-last on a CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--on-bad-video", choices=["fail", "skip"], default="fail",
                    help="a missing, unreadable, truncated or too-short video: fail = stop naming it, exit 1, "
@@ -125,7 +127,8 @@ def run_predict(args: argparse.Namespace) -> int:
         # ranks meet only once, at the end: a shard may take days, so the rendezvous must not time out first
         ctx = init_distributed(args.device or "auto", backend="gloo", timeout=timedelta(days=30))
         device = str(ctx.device)
-    predictor = Predictor(args.checkpoint, segments=args.segments, crops=args.crops, device=device)
+    predictor = Predictor(args.checkpoint, segments=args.segments, crops=args.crops, device=device,
+                          optimize=not args.no_optimize)
     mine = shard(videos, rank, world)
     todo = [(i, v) for i, v in mine if v not in done]
     if done:
@@ -200,7 +203,8 @@ def _run_timeline(args: argparse.Namespace) -> int:
     check_writable(Path(args.out))
     check_writable(plot)
     videos = find_videos(args.videos)
-    predictor = Predictor(args.checkpoint, segments=args.segments, crops=args.crops, device=args.device)
+    predictor = Predictor(args.checkpoint, segments=args.segments, crops=args.crops, device=args.device,
+                          optimize=not args.no_optimize)
     timelines = []
     for video in videos:
         timeline = video_timeline(predictor, video, window=args.window, stride=stride, fps=args.fps,

@@ -83,6 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run the network through torch.compile (about 1.5x faster on a CPU once compiled; the "
                    "first video of each input shape compiles for a minute or more; falls back to the plain "
                    "forward with a warning where compiling fails)")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="score with the plain eval-mode forward (default: BatchNorm folded into the convolutions, "
+                   "channels-last on a CPU; same scores within float rounding, faster where offnet bench pipelines "
+                   "shows it)")
     p.add_argument("--max-memory", type=float, default=None, metavar="MB",
                    help="bound the activation memory of the test protocol: frames per forward (crops, then "
                    "windows of segments) sized to this budget; replaces --chunk-images; scores are unchanged")
@@ -134,6 +138,7 @@ def run_test(args: argparse.Namespace) -> int:
         out=args.out, batch_size=args.batch_size, workers=args.workers, device=args.device,
         chunk_images=args.chunk_images, on_bad_video=args.on_bad_video, progress=not args.no_progress,
         max_memory_mb=args.max_memory, precision=args.precision, compile=args.compile,
+        optimize=not args.no_optimize,
     )
     if scored.result is None:  # a torchrun rank other than 0: rank 0 gathered its scores and writes them
         return 0

@@ -386,6 +386,7 @@ def evaluate(
     interval: int | None = None,
     compile: bool = False,
     flip_labels: Sequence[int] | None = None,
+    optimize: bool = True,
 ) -> EvalResult:
     """Score every video of ``records`` with the test protocol (module docstring) and return the scores.
 
@@ -418,6 +419,8 @@ def evaluate(
         compile: run the forward passes through :func:`compile_model` (``torch.compile``; the first forward of
             every input shape compiles, which takes a minute or more for BN-Inception on a CPU).
         flip_labels: the run's flip label map (:func:`test_flip`), applied to the mirrored crops' scores.
+        optimize: score an optimised inference copy (folded BatchNorm, channels-last on a CPU: :func:`for_inference`);
+            ``False`` scores with the plain eval-mode forward. Scores agree within float rounding.
     """
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
@@ -461,7 +464,7 @@ def evaluate(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=seed, drop_last=False,
     )
     dev = _resolve_device(device)
-    model = for_inference(model, dev, precision)  # a folded, channels-last copy
+    model = for_inference(model, dev, precision, optimize=optimize)  # a folded, channels-last copy
     forward = compile_model(model) if compile else None
     if not _supports_segment_logits(model) and crop_agg == "max" and crops > 1:
         logger.warning(
@@ -507,6 +510,7 @@ def evaluate(
             "crop_then_consensus": _supports_segment_logits(model),
             "precision": precision,
             "compiled": bool(forward is not None and forward.compiled),
+            "optimized": optimize,
             "skipped_videos": skipped,
             "model": dict(getattr(model, "config", {}) or {}),
         },

@@ -71,12 +71,13 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
                      crops: int = 1, crop_agg: str = "max", out: str | Path | None = None, batch_size: int = 1,
                      workers: int = 2, device: str = "auto", chunk_images: int | None = None,
                      on_bad_video: str = "fail", progress: bool = True, max_memory_mb: float | None = None,
-                     precision: str = "fp32", compile: bool = False) -> ScoredRun:
+                     precision: str = "fp32", compile: bool = False, optimize: bool = True) -> ScoredRun:
     """Score ``checkpoint`` (a run directory or a ``.pt`` file) and write its results into ``out``.
 
     Defaults come from the run's config: its data root, split, test segments, input size and resize.
     ``out`` defaults to ``RUN/<subset>-split<N>``. ``compile``: forward passes through ``torch.compile``
-    (:func:`offnet.engine.evaluate.compile_model`).
+    (:func:`offnet.engine.evaluate.compile_model`). ``optimize=False``: the plain eval-mode forward instead of
+    the optimised inference copy (:func:`offnet.engine.evaluate.for_inference`).
     """
     from .checkpoint import build_model_from_checkpoint, find_checkpoint
     from .evaluate import evaluate, save_eval, test_flip
@@ -124,7 +125,7 @@ def score_checkpoint(checkpoint: str | Path, *, subset: str = "test", split: int
             num_workers=workers, device=device, progress=progress, crop_agg=crop_agg, chunk_images=chunk_images,
             # mirrored test crops (2 and 10 crops) score each class under its mirror's name (data.flip_map)
             resize_to=data.get("resize_to"), flip=flip, flip_labels=flip_labels, on_bad_video=on_bad_video,
-            precision=precision, interval=data.get("interval"), compile=compile,
+            precision=precision, interval=data.get("interval"), compile=compile, optimize=optimize,
         )
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -32,10 +32,11 @@ class Predictor:
         segments: segments per video (default: the run's ``data.test_segments``).
         crops: 1, 2, 3 or 10 crops per frame (mirrored crops as in ``offnet test``: under the run's flip label map).
         device: ``cpu``, ``cuda`` … or ``None`` for automatic.
+        optimize: score with an optimised inference copy (:meth:`inference_model`); ``False``: the plain forward.
     """
 
     def __init__(self, checkpoint: str | Path, *, segments: int | None = None, crops: int = 1,
-                 device: str | None = None) -> None:
+                 device: str | None = None, optimize: bool = True) -> None:
         from ..engine.checkpoint import build_model_from_checkpoint, find_checkpoint
         from ..engine.evaluate import test_flip
         from ..hub import is_remote, resolve_weights
@@ -61,6 +62,7 @@ class Predictor:
         self.flip, self.flip_labels = test_flip(data, self.class_names, crops=crops)
         self.size = int(data.get("size") or self.model.input_spec.size)
         self.device = device
+        self.optimize = optimize
         self._inference: tuple[str, torch.nn.Module] | None = None  # (device, optimised copy of self.model)
         self.skipped: list[str] = []  # videos left out by the last predict(on_bad_video="skip")
 
@@ -92,13 +94,13 @@ class Predictor:
         return iter_predictions(self, videos, **kwargs)
 
     def inference_model(self, device: str | torch.device) -> torch.nn.Module:
-        """The optimised inference copy of :attr:`model` on ``device`` (folded BatchNorm, channels-last on a CPU:
-        :func:`offnet.engine.evaluate.for_inference`), made once and kept for later calls."""
+        """The inference copy of :attr:`model` on ``device`` (with :attr:`optimize`: folded BatchNorm, channels-last on
+        a CPU; :func:`offnet.engine.evaluate.for_inference`), made once and kept for later calls."""
         from ..engine.evaluate import for_inference
 
         key = str(device)
         if self._inference is None or self._inference[0] != key:
-            self._inference = (key, for_inference(self.model, device))
+            self._inference = (key, for_inference(self.model, device, optimize=self.optimize))
         return self._inference[1]
 
     def clip(self, video: str | Path) -> torch.Tensor:
