@@ -231,6 +231,8 @@ def test_inference_layout_is_channels_last_on_a_cpu_and_for_reduced_precision_on
     assert inference_memory_format("cpu", "bf16") == torch.channels_last
     assert inference_memory_format("cuda:0") == torch.contiguous_format
     assert inference_memory_format("cuda:0", "fp16") == torch.channels_last
+    assert inference_memory_format("cpu", optimize=False) == torch.contiguous_format
+    assert inference_memory_format("cpu", "bf16", optimize=False) == torch.channels_last
     model = create_model("off", num_classes=4, backbone="tiny", modality="rgb").train()
     fast = for_inference(model, "cpu")
     assert fast is not model and not fast.training

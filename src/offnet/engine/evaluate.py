@@ -529,11 +529,11 @@ def bf16_supported(device: str = "cpu") -> bool:
     return bool((check and check()) or (amx and amx()))
 
 
-def inference_memory_format(device: str | torch.device = "cpu", precision: str = "fp32") -> torch.memory_format:
-    """The memory layout optimised inference runs in: channels-last on a CPU (every precision) and for bf16 /
-    fp16 on a GPU; the default layout for fp32 on a GPU (not measured there)."""
-    dev = torch.device(device)
-    if dev.type == "cpu" or precision in ("bf16", "fp16"):
+def inference_memory_format(device: str | torch.device = "cpu", precision: str = "fp32", *,
+                            optimize: bool = True) -> torch.memory_format:
+    """The memory layout inference runs in: channels-last for bf16 / fp16 (whose kernels want it) and, optimised,
+    on a CPU for every precision; otherwise the default layout (fp32 on a GPU is not measured there)."""
+    if precision in ("bf16", "fp16") or (optimize and torch.device(device).type == "cpu"):
         return torch.channels_last
     return torch.contiguous_format
 
@@ -557,14 +557,10 @@ def for_inference(model: nn.Module, device: str | torch.device = "cpu", precisio
     import copy
 
     model = copy.deepcopy(model).eval().to(device)
-    if optimize:
-        fold = getattr(model, "fold_batchnorm", None)
-        if callable(fold):
-            fold()
-        layout = inference_memory_format(device, precision)
-    else:
-        layout = torch.channels_last if precision in ("bf16", "fp16") else torch.contiguous_format
-    return model.to(memory_format=layout)
+    fold = getattr(model, "fold_batchnorm", None)
+    if optimize and callable(fold):
+        fold()
+    return model.to(memory_format=inference_memory_format(device, precision, optimize=optimize))
 
 
 class CompiledForward:

@@ -158,7 +158,7 @@ class ActionRecognizer(nn.Module):
         as before within float rounding, but is no longer one to train or save."""
         from .folding import fold_batchnorm
 
-        scope = [m for m in (self.subnet,) if m is not None]
+        scope = [self.subnet] if self.subnet is not None else []
         if getattr(self.backbone, "foldable_batchnorm", False):
             scope.append(self.backbone)
         param = next(self.parameters())

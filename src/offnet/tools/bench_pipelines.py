@@ -130,15 +130,6 @@ def _step(name: str, s: PipelineSettings) -> Callable[[], None]:
     return step
 
 
-def _layout(s: PipelineSettings) -> torch.memory_format:
-    """The memory layout the pipelines' networks run in."""
-    from ..engine.evaluate import inference_memory_format
-
-    if s.optimize:
-        return inference_memory_format(s.device, s.precision)
-    return torch.channels_last if s.precision in ("bf16", "fp16") else torch.contiguous_format
-
-
 def _gmacs(name: str, s: PipelineSettings) -> float:
     """Multiply-adds of one video through the pipeline's networks (counted on the meta device)."""
     from ..models.complexity import count_gflops
@@ -291,7 +282,7 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
                     pipelines: tuple[str, ...] = PIPELINES, ten_crop: bool = True,
                     say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Measure every pipeline side by side; returns the JSON-able report (see the module docstring)."""
-    from ..engine.evaluate import bf16_supported
+    from ..engine.evaluate import bf16_supported, inference_memory_format
 
     s = settings
     s.check()
@@ -309,7 +300,8 @@ def bench_pipelines(settings: PipelineSettings = PipelineSettings(), *,
         "bf16_supported": bf16_supported(s.device),
         "backbone": s.backbone, "size": s.size, "segments": s.segments, "crops": s.crops,
         "repeats": s.repeats, "compile": s.compile, "optimized": s.optimize,
-        "memory_format": "channels_last" if _layout(s) == torch.channels_last else "contiguous",
+        "memory_format": "channels_last" if inference_memory_format(s.device, s.precision, optimize=s.optimize)
+        == torch.channels_last else "contiguous",
     }
     say("reference: fp32 torch.mm …")
     report["peak_gflops"] = peak_gflops(s.mm_side, device=s.device)
