@@ -86,6 +86,46 @@ def test_torchscript_runs_without_offnet_code(ckpt, tmp_path, video):
         torch.testing.assert_close(got[level], expected[level], atol=1e-5, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_graph_exports_fold_batchnorm_unless_told_not_to(tmp_path, video, capsys):
+    """The default TorchScript graph has no BatchNorm left and gives the trained model's logits; --no-optimize keeps
+    the layers. BatchNorm statistics are randomised so that a wrong fold would show."""
+    from predict_fixtures import DATA, tiny_model
+
+    from offnet.engine.checkpoint import save_checkpoint
+
+    model = tiny_model("off", seed=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(torch.randn(c, generator=generator) * 0.3)
+                module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(c, generator=generator) * 0.2)
+    ckpt = tmp_path / "run" / "best.pt"
+    save_checkpoint(ckpt, {"model_config": model.config, "model": model.state_dict(), "class_names": CLASSES,
+                           "stage": 3, "step": 1, "config": {"data": DATA}})
+    predictor = Predictor(ckpt)
+    clips = torch.stack([predictor.clip(video), predictor.clip(video).flip(0)])  # (2, T, C, H, W)
+    with torch.no_grad():
+        expected = predictor.model(clips)
+    for argv, folded in (([], True), (["--no-optimize"], False)):
+        out = tmp_path / f"model-{folded}.pt"
+        assert main(["export", str(ckpt), "--out", str(out), *argv]) == 0
+        assert ("BatchNorm folded" in capsys.readouterr().out) == folded
+        files = {"offnet.json": ""}
+        traced = torch.jit.load(str(out), _extra_files=files)
+        description = json.loads(files["offnet.json"])
+        assert description["batchnorm_folded"] is folded
+        assert ("batch_norm" in str(traced.inlined_graph)) is not folded
+        with torch.no_grad():
+            got = dict(zip(description["levels"], traced(clips)))
+        for level in expected:
+            torch.testing.assert_close(got[level], expected[level], atol=1e-4, rtol=1e-4)
+
+
 def test_safetensors_weights_travel_without_pickle_and_predict_the_same(ckpt, tmp_path, video):
     safe_open = pytest.importorskip("safetensors", reason="needs the [export] extra").safe_open
 

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="segments T of the exported input (default: the run's test segments)")
     p.add_argument("--verify", action="store_true",
                    help="onnx: compare onnxruntime with PyTorch on a random clip and print the largest difference")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="onnx / torchscript: export the model as trained, with its BatchNorm layers (default: "
+                   "folded into the convolutions, as offnet test runs it; same outputs within float rounding)")
     p.set_defaults(func=run_export)
 
 
@@ -45,10 +48,11 @@ def run_export(args: argparse.Namespace) -> int:
     predictor = Predictor(args.checkpoint, segments=args.segments)
     description = export_model(predictor.model, class_names=list(predictor.class_names),
                                data=predictor.data_config, out=out, fmt=fmt, segments=predictor.segments,
-                               source=str(predictor.checkpoint))
+                               source=str(predictor.checkpoint), optimize=args.optimize)
     extra = f" + {out.with_suffix('.json')} + {out.with_suffix('.md')} (model card)" if fmt == "safetensors" else ""
     shape = ", ".join(str(s) for s in description["input"]["shape"][1:])
-    print(f"wrote {out}{extra} ({fmt}; input (B, {shape}); outputs {', '.join(description['levels'])})")
+    folded = "; BatchNorm folded" if description["batchnorm_folded"] else ""
+    print(f"wrote {out}{extra} ({fmt}{folded}; input (B, {shape}); outputs {', '.join(description['levels'])})")
     if args.verify:
         diffs = onnx_max_difference(predictor.model, out)
         print("max |onnxruntime - PyTorch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))

@@ -10,6 +10,10 @@ segment count, the model config with its preprocessing, and the run's test-proto
   levels; the description in the model's metadata (``offnet`` as JSON, ``segments`` as a number). The OFF
   pairs of T segments are unrolled into the graph, so T is fixed.
 * **torchscript** (``torch.jit.trace``): the description in the archive's extra file ``offnet.json``.
+
+Both graph formats hold the inference model of ``offnet test`` by default: BatchNorm folded into the
+convolutions that feed it (``optimize=False``, ``offnet export --no-optimize``: as trained); the layout stays
+the default one, so the graph suits any device.
 * **safetensors**: the weights (no pickle, so nothing to trust) and the description both in the header
   metadata and in a sidecar ``FILE.json``; :func:`load_safetensors` (and ``Predictor``) rebuild the model.
 
@@ -31,7 +35,7 @@ from torch import nn
 from offnet.fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = ["EXPORT_FORMAT", "FORMATS", "LevelsModule", "export_description", "export_model", "export_onnx",
-           "export_torchscript", "export_safetensors", "load_safetensors", "find_safetensors", "format_for",
+           "export_torchscript", "export_safetensors", "folded_copy", "load_safetensors", "find_safetensors", "format_for",
            "onnx_max_difference",
            "require"]
 
@@ -306,14 +310,32 @@ def format_for(out: str | Path, fmt: str | None) -> str:
     return fmt
 
 
+def folded_copy(model: nn.Module) -> tuple[nn.Module, int]:
+    """An eval-mode copy of ``model`` with its BatchNorm folded into the convolutions that feed it where the
+    structure allows (:meth:`~offnet.models.networks.ActionRecognizer.fold_batchnorm`), in the default layout
+    (a graph for any device), and how many were folded; ``model`` is left as it is."""
+    import copy
+
+    folded = copy.deepcopy(model).eval()
+    fold = getattr(folded, "fold_batchnorm", None)
+    return folded, int(fold()) if callable(fold) else 0
+
+
 def export_model(model: nn.Module, *, class_names: list[str], data: dict[str, Any], out: str | Path,
-                 fmt: str, segments: int, source: str = "") -> dict[str, Any]:
-    """Export ``model`` to ``out`` in ``fmt``; returns the description written with it."""
+                 fmt: str, segments: int, source: str = "", optimize: bool = True) -> dict[str, Any]:
+    """Export ``model`` to ``out`` in ``fmt``; returns the description written with it.
+
+    ``optimize`` (default): the graph formats (onnx, torchscript) get the inference model of ``offnet test``
+    with BatchNorm folded (:func:`folded_copy`; same outputs within float rounding, fewer operations);
+    safetensors always holds the trainable weights. The description records ``batchnorm_folded``.
+    """
     if segments < 1 or (model.arch == "off" and segments < 2):
         raise ValueError(f"--segments must be at least {2 if model.arch == 'off' else 1} for {model.arch}, got "
                          f"{segments}")
     description = export_description(model, class_names=class_names, data=data, segments=segments, source=source)
+    exported, folded = folded_copy(model) if optimize and fmt != "safetensors" else (model.eval(), 0)
+    description["batchnorm_folded"] = folded > 0
     writer = {"onnx": export_onnx, "torchscript": export_torchscript, "safetensors": export_safetensors}[fmt]
-    writer(model.eval(), description, out)
-    log.info("exported %s to %s", fmt, out)
+    writer(exported, description, out)
+    log.info("exported %s to %s%s", fmt, out, f" ({folded} BatchNorm layers folded)" if folded else "")
     return description
