@@ -34,7 +34,23 @@ def test_quick_report_has_every_field_the_table_needs(tmp_path, capsys):
     assert report["tvl1"]["fields_per_clip"] == 5 * 4 and report["tvl1"]["seconds_per_field"] > 0
     assert set(report["segments_scaling"]) == {"2", "4"}
     assert set(report["ten_crop"]) == {"tsn-rgb", "off-rgb", "off-rgb-official"}
-    assert "videos/s" in capsys.readouterr().out
+    # networks that extend TSN carry their arithmetic bounds against it; the flow row (TV-L1 is not counted) none
+    for name in ("tsn-rgb", "off-rgb", "off-rgb-official", "rgb-full-stack"):
+        assert rows[name]["flop_ratio"] == pytest.approx(gmacs["tsn-rgb"] / gmacs[name])
+        assert 0 < rows[name]["ratio_ceiling"] <= 1
+    assert rows["tsn-rgb"]["ratio_ceiling"] == 1.0 and "flop_ratio" not in rows["flow-tvl1"]
+    printed = capsys.readouterr().out
+    assert "videos/s" in printed and "(ceiling): off-rgb " in printed
+
+
+def test_ratio_bounds_arithmetic():
+    """TSN 50 GMACs in 1 s; 25 GMACs more: at TSN's rate 2/3 of its speed, at a 100 GFLOP/s mm reference the extra
+    takes 0.5 s, so 1 / 1.5 at most."""
+    from offnet.tools.bench_pipelines import ratio_bounds
+
+    bounds = ratio_bounds(1.0, 50.0, 75.0, 100.0, "fp32")
+    assert bounds["flop_ratio"] == pytest.approx(2 / 3) and bounds["ratio_ceiling"] == pytest.approx(1 / 1.5)
+    assert ratio_bounds(1.0, 50.0, 75.0, 100.0, "bf16")["ratio_ceiling"] is None  # the reference is fp32
 
 
 @pytest.mark.parametrize(("argv", "message"), [
