@@ -35,9 +35,8 @@ from torch import nn
 from offnet.fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = ["EXPORT_FORMAT", "FORMATS", "LevelsModule", "export_description", "export_model", "export_onnx",
-           "export_torchscript", "export_safetensors", "folded_copy", "load_safetensors", "find_safetensors", "format_for",
-           "onnx_max_difference",
-           "require"]
+           "export_torchscript", "export_safetensors", "folded_copy", "load_safetensors", "find_safetensors",
+           "format_for", "onnx_max_difference", "require"]
 
 log = logging.getLogger(__name__)
 
