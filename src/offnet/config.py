@@ -196,6 +196,9 @@ class TrainConfig:
     resume: bool = False  # continue from RUN/stage*/last.pt
     tensorboard: bool = True  # write TensorBoard scalars under RUN/tb
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+    # validate, save and test a moving average of the weights over this share of each stage's steps (e.g. 0.1);
+    # None: the weights as trained (offnet.engine.ema)
+    ema_window: float | None = None
 
 
 @dataclass(frozen=True)
@@ -354,6 +357,9 @@ class Config:
                 f"{source}: model.name={self.model.name} needs data.num_segments >= 2 (pairs of segments); "
                 f"got {self.data.num_segments}"
             )
+        if self.train.ema_window is not None and not 0 < self.train.ema_window <= 1:
+            raise ValueError(f"{source}: train.ema_window={self.train.ema_window!r} is a share of each stage's steps: "
+                             "give a number in (0, 1], e.g. 0.1 (null: no weight averaging)")
         if self.optim.clip_grad_norm is not None and self.optim.clip_grad_norm <= 0:
             raise ValueError(f"{source}: optim.clip_grad_norm={self.optim.clip_grad_norm!r} must be positive "
                              "(null disables clipping)")

@@ -34,6 +34,7 @@ from ..progress import progress_bar
 from .checkpoint import check_finite_weights, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .datasets import TrainData, build_stage_data, check_train_records, load_train_records
 from .distributed import DistContext, ResumableBatchSampler, all_reduce_sum, init_distributed
+from .ema import WeightAverage
 from .runlock import RunLock
 from .schedule import LRSchedule
 from .stages import (
@@ -267,10 +268,13 @@ class _StageRun:
 def _payload(
     *, model: nn.Module, config: Config, class_names: list[str], run: _StageRun, optimizer: Any = None,
     schedule: LRSchedule | None = None, scaler: Any = None, ctx: DistContext, full: bool = True,
+    ema: WeightAverage | None = None,
 ) -> dict[str, Any]:
+    """A checkpoint. ``model`` holds the weights to evaluate: with ``ema``, its average; a full (resumable)
+    checkpoint then also holds the weights as trained (``trained_model``) and the average's step count."""
     payload: dict[str, Any] = {
         "model_config": dict(model.config),
-        "model": model.state_dict(),
+        "model": (ema.module if ema is not None else model).state_dict(),
         "class_names": list(class_names),
         "config": config.to_dict(),
         "stage": run.stage,
@@ -286,6 +290,8 @@ def _payload(
             rng=rng_state(ctx.device),
             sampler={"epoch": run.epoch, "position": run.position, "steps_per_epoch": run.steps_per_epoch},
         )
+        if ema is not None:
+            payload.update(trained_model=model.state_dict(), ema_updates=ema.updates)
     return payload
 
 
@@ -340,6 +346,9 @@ def _run_stage(
         warmup_iters=cfg_stage.warmup_iters, warmup_factor=cfg_stage.warmup_factor,
     )
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=tc.amp == "fp16")
+    # the weights to validate, save and test: their moving average (train.ema_window) or the trained ones
+    ema = WeightAverage(model, window=tc.ema_window, total_steps=run.total_steps) if tc.ema_window else None
+    evaluated = ema.module if ema is not None else model
     if resume_from is None:
         # a fresh stage reseeds dropout & co. so a resumed run that starts it gets the same numbers
         torch.manual_seed(config.seed + 1000 * stage)
@@ -353,7 +362,10 @@ def _run_stage(
                 f"steps per epoch, this run has {steps_per_epoch} (batch size, accumulation, number of "
                 "processes or the training set changed); resume with the original settings"
             )
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(payload.get("trained_model", payload["model"]))
+        if ema is not None:
+            ema.module.load_state_dict(payload["model"])
+            ema.updates = int(payload["ema_updates"])
         optimizer.load_state_dict(payload["optimizer"])
         schedule.load_state_dict(payload["scheduler"])
         if payload.get("scaler") is not None:
@@ -414,6 +426,8 @@ def _run_stage(
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
+            if ema is not None:
+                ema.update(model)
             run.step += 1
             run.position += accum_steps
             if run.position >= steps_per_epoch * accum_steps:
@@ -437,7 +451,7 @@ def _run_stage(
                     for key in ("loss", "acc", "lr", "clips_per_s"):
                         writer.add_scalar(f"stage{stage}/train_{key}", record[key], run.step)
             if data.val is not None and (run.step % tc.val_every == 0 or done):
-                scores = _validate(model, data.val, config, ctx, batch_size=batch_size,
+                scores = _validate(evaluated, data.val, config, ctx, batch_size=batch_size,
                                    forward_kwargs=forward_kwargs)
                 metric = scores.get(eval_level, 0.0)
                 # ties go to the later, longer-trained weights
@@ -453,11 +467,12 @@ def _run_stage(
                          metric, run.best_metric)
                 if improved and ctx.is_main:
                     save_checkpoint(sdir / "best.pt", _payload(
-                        model=model, config=config, class_names=data.class_names, run=run, ctx=ctx, full=False))
+                        model=model, config=config, class_names=data.class_names, run=run, ctx=ctx, full=False,
+                        ema=ema))
             if (run.step % tc.checkpoint_every == 0 or done) and ctx.is_main:
                 save_checkpoint(sdir / "last.pt", _payload(
                     model=model, config=config, class_names=data.class_names, run=run, optimizer=optimizer,
-                    schedule=schedule, scaler=scaler, ctx=ctx))
+                    schedule=schedule, scaler=scaler, ctx=ctx, ema=ema))
             if done or run.position == 0:
                 break  # end of the stage, or of the epoch: re-seed the sampler for the next one
     if bar is not None:
