@@ -189,7 +189,9 @@ class TrainConfig:
     accum_steps: int = 1  # micro-batches per optimiser step (global batch = batch*accum*world)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     amp: str = "none"  # none | bf16 (CPU or CUDA autocast) | fp16 (CUDA autocast + GradScaler)
-    channels_last: bool = False  # convert the model to channels_last memory format
+    # train in the channels-last memory layout: true | false | auto (on a CPU, and on a GPU under bf16/fp16
+    # autocast; measured on a CPU: training steps 1.1-1.24x as fast, the same results within float rounding)
+    channels_last: bool | str = "auto"
     checkpoint_every: int = 500  # write last.pt every this many steps (and at the end)
     val_every: int = 1000  # validate (and maybe write best.pt) every this many steps (and at the end)
     log_every: int = 20  # log.jsonl / TensorBoard record every this many steps
@@ -304,6 +306,9 @@ class Config:
         for key, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{source}: {key}={value!r} is not valid; choose one of {list(valid)}")
+        if self.train.channels_last not in (True, False, "auto"):
+            raise ValueError(f"{source}: train.channels_last={self.train.channels_last!r} is not valid; choose true, "
+                             "false or auto")
         if isinstance(self.data.flip_map, str) and self.data.flip_map != "auto":
             raise ValueError(f"{source}: data.flip_map={self.data.flip_map!r} is not valid; give 'auto' or a mapping "
                              "of class names ({MoveLeft: MoveRight, ...})")

@@ -344,3 +344,33 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, tiny_data):
     assert (tmp_path / ".lock").exists()  # the killed process could not clean up
     result = train(tiny_config(), run_dir=tmp_path, data=tiny_data, progress=False)
     assert result.checkpoints[2].is_file()
+
+
+def test_training_layout_auto_is_channels_last_on_a_cpu_and_for_reduced_precision_on_a_gpu():
+    from offnet.engine.trainer import training_memory_format
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert training_memory_format("auto", cpu, "none") == torch.channels_last
+    assert training_memory_format("auto", gpu, "none") == torch.contiguous_format
+    assert training_memory_format("auto", gpu, "bf16") == training_memory_format("auto", gpu, "fp16") \
+        == torch.channels_last
+    assert training_memory_format(False, cpu, "none") == torch.contiguous_format
+    assert training_memory_format(True, gpu, "none") == torch.channels_last
+    with pytest.raises(ValueError, match="train.channels_last='yes' is not valid; choose true, false or auto"):
+        tiny_config(train={"channels_last": "yes"})
+
+
+def test_channels_last_training_gives_the_same_weights_within_rounding(tmp_path, tiny_data):
+    """The layout changes only the order of float operations: after three steps the weights agree closely."""
+    weights = {}
+    for layout in (False, "auto"):
+        config = tiny_config(train={"batch_size": 4, "device": "cpu", "checkpoint_every": 1, "val_every": 2,
+                                    "log_every": 1, "tensorboard": False, "channels_last": layout})
+        train(config, run_dir=tmp_path / str(layout), data=tiny_data, progress=False)
+        weights[layout] = _weights(tmp_path / str(layout) / "stage2" / "last.pt")
+    plain, auto = weights[False], weights["auto"]
+    conv = next(k for k, v in auto.items() if k.startswith("backbone.") and v.dim() == 4 and v.shape[-1] > 1)
+    assert auto[conv].is_contiguous(memory_format=torch.channels_last)  # it did train channels-last
+    assert not plain[conv].is_contiguous(memory_format=torch.channels_last)
+    for k in plain:
+        torch.testing.assert_close(auto[k], plain[k], atol=1e-5, rtol=1e-4)
