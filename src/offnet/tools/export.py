@@ -10,12 +10,12 @@ segment count, the model config with its preprocessing, and the run's test-proto
   levels; the description in the model's metadata (``offnet`` as JSON, ``segments`` as a number). The OFF
   pairs of T segments are unrolled into the graph, so T is fixed.
 * **torchscript** (``torch.jit.trace``): the description in the archive's extra file ``offnet.json``.
+* **safetensors**: the weights (no pickle, so nothing to trust) and the description both in the header
+  metadata and in a sidecar ``FILE.json``; :func:`load_safetensors` (and ``Predictor``) rebuild the model.
 
 Both graph formats hold the inference model of ``offnet test`` by default: BatchNorm folded into the
 convolutions that feed it (``optimize=False``, ``offnet export --no-optimize``: as trained); the layout stays
 the default one, so the graph suits any device.
-* **safetensors**: the weights (no pickle, so nothing to trust) and the description both in the header
-  metadata and in a sidecar ``FILE.json``; :func:`load_safetensors` (and ``Predictor``) rebuild the model.
 
 onnx, onnxscript, onnxruntime and safetensors come with ``pip install 'offnet[export]'``.
 """
